@@ -1,0 +1,92 @@
+"""Configuration objects: every path and parameter of a stage flows through these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_WORKSPACE = Path("./asd-workspace")
+PIPELINE_SAMPLE_RATE = 16_000
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """The folder that holds everything a run produces.
+
+    Layout: ``parquet/<artifact>/...`` (one schema per artifact), ``asd.duckdb``,
+    ``indexes/`` (FAISS indexes + manifests), ``mlflow/`` (tracking store and artifacts).
+    """
+
+    root: Path = DEFAULT_WORKSPACE
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root).expanduser().resolve())
+
+    @property
+    def parquet(self) -> Path:
+        return self.root / "parquet"
+
+    def artifact_dir(self, artifact: str) -> Path:
+        return self.parquet / artifact
+
+    @property
+    def duckdb_path(self) -> Path:
+        return self.root / "asd.duckdb"
+
+    @property
+    def indexes(self) -> Path:
+        return self.root / "indexes"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.root / "mlflow"
+
+    def ensure(self) -> "Workspace":
+        self.parquet.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """How a file becomes the pipeline waveform (methods.md section 5: DCASE audio is 16 kHz).
+
+    ``channel`` is an integer channel index or ``"mean"``; it applies to multichannel files
+    only (a mono file always yields its one channel). ``storage_dtype`` is ``int16``
+    (half the size; exact for PCM16 sources) or ``float32``.
+    """
+
+    sample_rate: int = PIPELINE_SAMPLE_RATE
+    channel: int | str = 0
+    storage_dtype: str = "int16"
+
+    def __post_init__(self) -> None:
+        if self.storage_dtype not in ("int16", "float32"):
+            raise ValueError(f"storage_dtype must be 'int16' or 'float32', got {self.storage_dtype!r}")
+        if isinstance(self.channel, str):
+            if self.channel != "mean":
+                try:
+                    object.__setattr__(self, "channel", int(self.channel))
+                except ValueError:
+                    raise ValueError(f"channel must be an integer index or 'mean', got {self.channel!r}") from None
+        if isinstance(self.channel, int) and self.channel < 0:
+            raise ValueError(f"channel must be >= 0, got {self.channel}")
+        if self.sample_rate <= 0:
+            raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
+
+    @property
+    def channel_label(self) -> str:
+        return str(self.channel)
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Parameters of the ingest stage."""
+
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    # A clip shorter than this fraction of the median duration of its machine type is
+    # quarantined ("far shorter than its siblings").
+    min_relative_duration: float = 0.5
+    # Rows per Parquet row group of the audio artifact (bounds memory while streaming).
+    audio_rows_per_group: int = 32
+    # Optional folder with DCASE evaluator ground truth (labels/domains of anonymised eval clips).
+    ground_truth: Path | None = None

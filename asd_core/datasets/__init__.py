@@ -1,0 +1,1 @@
+"""Dataset layer: DCASE Task 2 / MIMII naming, ground truth, scanning and WAV decoding."""

@@ -1,0 +1,218 @@
+"""Ingest one (dataset, machine type) group: probe, validate, decode, write Parquet atomically.
+
+Idempotent: a file whose size, mtime and config match its existing row is not touched; a
+file whose bytes hash to the stored sha256 is not decoded again; only changed or new files
+are decoded. Audio rows of unchanged clips are copied row group by row group from the old
+partition, so memory stays bounded by one row group whatever the dataset size.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from asd_core.config import IngestConfig, Workspace
+from asd_core.datasets import audio_io
+from asd_core.datasets.audio_io import AudioFileError, AudioInfo
+from asd_core.datasets.scan import Candidate, QuarantineRecord
+from asd_core.ingest.layout import audio_file, clips_file
+from asd_core.progress import Progress
+from asd_core.schemas import CLIPS, audio_schema
+from asd_core.storage.atomic import atomic_path, read_parquet_or_empty, write_parquet_atomic
+
+logger = logging.getLogger("asd.ingest")
+
+
+@dataclass
+class GroupResult:
+    dataset: str
+    machine_type: str
+    clips: int = 0  # rows in the partition after this run
+    decoded: int = 0
+    reused: int = 0
+    removed: int = 0
+    written: bool = False
+    quarantined: list[QuarantineRecord] = field(default_factory=list)
+    decode_seconds: float = 0.0
+    decoded_bytes: int = 0
+
+
+def _clip_row(cand: Candidate, info: AudioInfo, selection: str, cfg: IngestConfig, mtime_ns: int, sha: str) -> dict:
+    p = cand.parsed
+    return {
+        "clip_id": cand.clip_id, "dataset": cand.dataset, "scheme": p.scheme, "split": p.split,
+        "machine_type": p.machine_type, "section": p.section, "domain": p.domain, "label": p.label,
+        "attributes": list(p.attributes.items()), "relative_path": cand.relative_path,
+        "root": str(cand.root), "sample_rate": info.sample_rate, "channels": info.channels,
+        "num_samples": info.num_samples, "duration_s": info.duration_s,
+        "channel_selection": selection, "pipeline_sample_rate": cfg.audio.sample_rate,
+        "file_size": info.file_size, "file_mtime_ns": mtime_ns, "sha256": sha,
+    }
+
+
+def _same_config(row: dict, cfg: IngestConfig) -> bool:
+    expected = "mono" if row["channels"] == 1 else cfg.audio.channel_label
+    return row["pipeline_sample_rate"] == cfg.audio.sample_rate and row["channel_selection"] == expected
+
+
+def _refresh_parsed(row: dict, cand: Candidate) -> dict:
+    """Metadata from the name (and ground truth) may change without the audio changing."""
+    p = cand.parsed
+    return {**row, "scheme": p.scheme, "split": p.split, "section": p.section, "domain": p.domain,
+            "label": p.label, "attributes": list(p.attributes.items()), "root": str(cand.root)}
+
+
+def ingest_group(
+    ws: Workspace, dataset: str, machine_type: str, candidates: list[Candidate],
+    roots_now: list[str], cfg: IngestConfig,
+) -> GroupResult:
+    """Bring the partition of ``(dataset, machine_type)`` in line with the files on disk."""
+    result = GroupResult(dataset, machine_type)
+    cpath, apath = clips_file(ws, dataset, machine_type), audio_file(ws, dataset, machine_type)
+    old = read_parquet_or_empty(cpath, CLIPS).to_pylist()
+    old_rows = {r["clip_id"]: r for r in old}
+    audio_dtype = _stored_audio_dtype(apath) or cfg.audio.storage_dtype
+
+    # Rows of roots not ingested now stay as they are (several roots can feed one dataset).
+    kept = {cid: r for cid, r in old_rows.items() if r["root"] not in roots_now}
+    to_decode: list[tuple[Candidate, AudioInfo, str, int, str]] = []
+    probed: dict[str, tuple[Candidate, dict | None]] = {}
+    for cand in candidates:
+        path = cand.path
+        prev = old_rows.get(cand.clip_id)
+        try:
+            st = path.stat()
+            if prev and prev["file_size"] == st.st_size and prev["file_mtime_ns"] == st.st_mtime_ns and _same_config(prev, cfg):
+                kept[cand.clip_id] = _refresh_parsed(prev, cand)
+                continue
+            info = audio_io.probe(path)
+            selection = audio_io.channel_selection(info, cfg.audio)
+            sha = audio_io.sha256_of(path)
+        except AudioFileError as exc:
+            result.quarantined.append(QuarantineRecord(dataset, str(cand.root), cand.relative_path, "probe", str(exc), _size(path)))
+            continue
+        except FileNotFoundError:
+            result.quarantined.append(QuarantineRecord(dataset, str(cand.root), cand.relative_path, "probe", "file vanished during ingest"))
+            continue
+        if prev and prev["sha256"] == sha and _same_config(prev, cfg):
+            kept[cand.clip_id] = {**_refresh_parsed(prev, cand), "file_mtime_ns": st.st_mtime_ns}
+            continue
+        to_decode.append((cand, info, selection, st.st_mtime_ns, sha))
+
+    kept, to_decode, short = _drop_short_clips(kept, to_decode, cfg.min_relative_duration, dataset)
+    result.quarantined.extend(short)
+
+    reused_ids = {cid for cid in kept if cid in old_rows}
+    result.reused = len(reused_ids)
+    unchanged = not to_decode and reused_ids == set(old_rows) and all(kept[c] == old_rows[c] for c in kept)
+    if unchanged:
+        result.clips = len(kept)
+        return result
+
+    new_rows: dict[str, dict] = {}
+    if kept or to_decode:
+        schema = audio_schema(audio_dtype)
+        progress = Progress(f"ingest {dataset}/{machine_type}", len(to_decode), "clips")
+        with atomic_path(apath) as tmp:
+            writer = pq.ParquetWriter(tmp, schema, compression="zstd")
+            try:
+                _copy_audio_rows(apath, writer, reused_ids)
+                buffer: list[tuple[str, np.ndarray]] = []
+                for cand, info, selection, mtime_ns, sha in to_decode:
+                    try:
+                        wave = audio_io.decode(cand.path, info, cfg.audio)
+                    except AudioFileError as exc:
+                        result.quarantined.append(QuarantineRecord(dataset, str(cand.root), cand.relative_path, "decode", str(exc), info.file_size))
+                        continue
+                    buffer.append((cand.clip_id, audio_io.to_storage(wave, audio_dtype)))
+                    new_rows[cand.clip_id] = _clip_row(cand, info, selection, cfg, mtime_ns, sha)
+                    result.decoded += 1
+                    result.decoded_bytes += info.file_size
+                    progress.update()
+                    if len(buffer) >= cfg.audio_rows_per_group:
+                        _write_audio(writer, schema, buffer, cfg.audio.sample_rate)
+                        buffer = []
+                if buffer:
+                    _write_audio(writer, schema, buffer, cfg.audio.sample_rate)
+            finally:
+                writer.close()
+        progress.close()
+        result.decode_seconds = time.perf_counter() - progress.start
+    rows = sorted([*kept.values(), *new_rows.values()], key=lambda r: (r["root"], r["relative_path"]))
+    if rows:
+        write_parquet_atomic(pa.Table.from_pylist(rows, schema=CLIPS), cpath, CLIPS)
+    else:  # every clip of this machine type is gone or quarantined
+        for p in (cpath, apath):
+            p.unlink(missing_ok=True)
+    result.clips = len(rows)
+    result.removed = len(old_rows.keys() - {r["clip_id"] for r in rows})
+    result.written = True
+    return result
+
+
+def _stored_audio_dtype(apath: Path) -> str | None:
+    """Keep one dtype per partition: an existing partition's dtype wins over the config."""
+    if not apath.exists():
+        return None
+    value_type = pq.read_schema(apath).field("waveform").type.value_type
+    return "int16" if value_type == pa.int16() else "float32"
+
+
+def _copy_audio_rows(apath: Path, writer: pq.ParquetWriter, ids: set[str]) -> None:
+    if not ids or not apath.exists():
+        return
+    pf = pq.ParquetFile(apath)
+    for i in range(pf.num_row_groups):
+        rg = pf.read_row_group(i)
+        mask = pa.compute.is_in(rg.column("clip_id"), value_set=pa.array(sorted(ids)))
+        sel = rg.filter(mask)
+        if sel.num_rows:
+            writer.write_table(sel.cast(writer.schema))
+
+
+def _write_audio(writer: pq.ParquetWriter, schema: pa.Schema, buffer: list[tuple[str, np.ndarray]], sr: int) -> None:
+    value_type = schema.field("waveform").type.value_type
+    offsets = np.concatenate([[0], np.cumsum([len(w) for _, w in buffer])]).astype(np.int32)
+    waves = pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.concatenate([w for _, w in buffer]), type=value_type))
+    table = pa.Table.from_arrays(
+        [pa.array([cid for cid, _ in buffer], pa.string()), pa.array([sr] * len(buffer), pa.int32()), waves],
+        schema=schema,
+    )
+    writer.write_table(table)
+
+
+def _drop_short_clips(kept: dict, to_decode: list, ratio: float, dataset: str):
+    """Quarantine clips far shorter than the median of their machine type (truncated recordings)."""
+    durations = [r["duration_s"] for r in kept.values()] + [item[1].duration_s for item in to_decode]
+    if len(durations) < 3 or ratio <= 0:
+        return kept, to_decode, []
+    median = statistics.median(durations)
+    limit = ratio * median
+    short = [
+        QuarantineRecord(dataset, r["root"], r["relative_path"], "probe", _short_reason(r["duration_s"], median), r["file_size"])
+        for r in kept.values() if r["duration_s"] < limit
+    ] + [
+        QuarantineRecord(dataset, str(c.root), c.relative_path, "probe", _short_reason(info.duration_s, median), info.file_size)
+        for c, info, *_ in to_decode if info.duration_s < limit
+    ]
+    kept = {cid: r for cid, r in kept.items() if r["duration_s"] >= limit}
+    to_decode = [item for item in to_decode if item[1].duration_s >= limit]
+    return kept, to_decode, short
+
+
+def _short_reason(duration: float, median: float) -> str:
+    return f"clip is {duration:.2f} s, far shorter than the {median:.2f} s median of its machine type"
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None

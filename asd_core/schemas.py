@@ -1,0 +1,58 @@
+"""One declared pyarrow schema per Parquet artifact (lhotse-style manifests).
+
+Every writer validates against these, so a reader can rely on names and types.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+CLIPS = pa.schema(
+    [
+        pa.field("clip_id", pa.string(), nullable=False),  # sha1(dataset \0 relative_path)[:16]
+        pa.field("dataset", pa.string(), nullable=False),
+        pa.field("scheme", pa.string(), nullable=False),  # dcase2020 | dcase2021+ | dcase-eval | mimii
+        pa.field("split", pa.string()),  # train | test | supplemental
+        pa.field("machine_type", pa.string(), nullable=False),
+        pa.field("section", pa.string(), nullable=False),  # "00"; machine id in DCASE 2020 / MIMII
+        pa.field("domain", pa.string()),  # source | target | null
+        pa.field("label", pa.string()),  # normal | anomaly | null (unknown)
+        pa.field("attributes", pa.map_(pa.string(), pa.string())),
+        pa.field("relative_path", pa.string(), nullable=False),  # posix, relative to root
+        pa.field("root", pa.string(), nullable=False),  # absolute root the file was found under
+        pa.field("sample_rate", pa.int32(), nullable=False),  # of the file, before resampling
+        pa.field("channels", pa.int16(), nullable=False),  # of the file
+        pa.field("num_samples", pa.int64(), nullable=False),  # frames in the file
+        pa.field("duration_s", pa.float64(), nullable=False),
+        pa.field("channel_selection", pa.string(), nullable=False),  # "mono" | "<index>" | "mean"
+        pa.field("pipeline_sample_rate", pa.int32(), nullable=False),
+        pa.field("file_size", pa.int64(), nullable=False),
+        pa.field("file_mtime_ns", pa.int64(), nullable=False),
+        pa.field("sha256", pa.string(), nullable=False),
+    ]
+)
+
+
+def audio_schema(storage_dtype: str) -> pa.Schema:
+    """The ``audio`` artifact: waveforms at the pipeline rate, apart from ``clips``."""
+    value_type = {"int16": pa.int16(), "float32": pa.float32()}[storage_dtype]
+    return pa.schema(
+        [
+            pa.field("clip_id", pa.string(), nullable=False),
+            pa.field("sample_rate", pa.int32(), nullable=False),
+            # int16 samples are PCM counts (divide by 32768); float32 samples are in [-1, 1].
+            pa.field("waveform", pa.list_(value_type), nullable=False),
+        ]
+    )
+
+
+QUARANTINE = pa.schema(
+    [
+        pa.field("dataset", pa.string(), nullable=False),
+        pa.field("root", pa.string(), nullable=False),
+        pa.field("relative_path", pa.string(), nullable=False),  # "" when the root itself failed
+        pa.field("stage", pa.string(), nullable=False),  # scan | probe | decode
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("file_size", pa.int64()),
+    ]
+)

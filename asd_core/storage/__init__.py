@@ -1,0 +1,1 @@
+"""Storage: atomic Parquet writes and the DuckDB catalogue."""

@@ -1,0 +1,93 @@
+"""The DuckDB catalogue ``<workspace>/asd.duckdb``: short publish transactions over Parquet.
+
+DuckDB lets one process hold the file read-write or many hold it read-only, never both
+(stack-notes.md). Stages therefore write Parquet first and publish in one short write
+transaction, retrying with back-off while an analyst's read-only connection holds the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+
+from asd_core.config import Workspace
+from asd_core.ingest.layout import all_files
+
+logger = logging.getLogger("asd.catalog")
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+# Files applied in this order on every read-write open (all statements are idempotent).
+SQL_FILES = ("schema.sql",)
+
+
+class CatalogLockedError(RuntimeError):
+    """The database stayed locked by another process for longer than the retry budget."""
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "lock" in text or "conflicting" in text
+
+
+@contextmanager
+def connect(ws: Workspace, read_only: bool = False, timeout_s: float = 60.0) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open ``asd.duckdb``; a read-write open applies ``sql/`` and retries while locked."""
+    if read_only and not ws.duckdb_path.exists():
+        raise FileNotFoundError(f"{ws.duckdb_path}: no database yet; run `asd ingest` first")
+    ws.root.mkdir(parents=True, exist_ok=True)
+    delay, deadline = 0.05, time.monotonic() + timeout_s
+    while True:
+        try:
+            con = duckdb.connect(str(ws.duckdb_path), read_only=read_only)
+            break
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            if not _is_lock_error(exc) or time.monotonic() > deadline:
+                if _is_lock_error(exc):
+                    raise CatalogLockedError(
+                        f"{ws.duckdb_path} is locked by another process for more than {timeout_s:.0f} s: {exc}"
+                    ) from None
+                raise
+            logger.info("asd.duckdb is locked by another process; retrying in %.2f s", delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+    try:
+        if not read_only:
+            for name in SQL_FILES:
+                con.execute((SQL_DIR / name).read_text())
+        yield con
+    finally:
+        con.close()
+
+
+def _files_sql(paths: list[Path]) -> str:
+    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
+
+
+def publish_ingest(ws: Workspace) -> None:
+    """Refresh ``clips`` and ``quarantine`` from Parquet and (re)create the ``audio`` view."""
+    clips, quarantine, audio = (all_files(ws, a) for a in ("clips", "quarantine", "audio"))
+    with connect(ws) as con:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute("DELETE FROM clips")
+            if clips:
+                con.execute(f"INSERT INTO clips BY NAME SELECT * FROM read_parquet({_files_sql(clips)}, union_by_name = true)")
+            con.execute("DELETE FROM quarantine")
+            if quarantine:
+                con.execute(f"INSERT INTO quarantine BY NAME SELECT * FROM read_parquet({_files_sql(quarantine)}, union_by_name = true)")
+            if audio:
+                # Absolute paths: a view over a relative glob would resolve against the reader's cwd.
+                con.execute(
+                    "CREATE OR REPLACE VIEW audio AS SELECT clip_id, sample_rate, waveform "
+                    f"FROM read_parquet({_files_sql(audio)}, union_by_name = true)"
+                )
+            else:
+                con.execute("DROP VIEW IF EXISTS audio")
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise

@@ -1,0 +1,44 @@
+"""Shared fixtures: an isolated Prefect home + test harness, demo data, the real recordings."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+# Before prefect is imported anywhere: isolate its home so cached results never leak in.
+_PREFECT_HOME = tempfile.mkdtemp(prefix="asd-prefect-home-")
+os.environ["PREFECT_HOME"] = _PREFECT_HOME
+os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = str(Path(_PREFECT_HOME) / "results")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+REALDATA = REPO.parent / "shared" / "realdata"
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+@pytest.fixture(scope="session")
+def realdata() -> Path:
+    if not REALDATA.is_dir():
+        pytest.skip(f"real recordings not found at {REALDATA}")
+    return REALDATA
+
+
+@pytest.fixture(scope="session")
+def demo_small(tmp_path_factory) -> Path:
+    """The small demo tree, generated once per session (treat as read-only)."""
+    from asd_core.demo import make_demo_data
+
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    make_demo_data(out, seed=3, size="small")
+    return out
