@@ -56,3 +56,36 @@ QUARANTINE = pa.schema(
         pa.field("file_size", pa.int64()),
     ]
 )
+
+
+def embeddings_schema(dim: int) -> pa.Schema:
+    """The ``embeddings`` artifact: one fixed-size float32 vector per (clip, encoder version)."""
+    return pa.schema(
+        [
+            pa.field("clip_id", pa.string(), nullable=False),
+            pa.field("encoder", pa.string(), nullable=False),
+            pa.field("encoder_version", pa.string(), nullable=False),
+            pa.field("vector", pa.list_(pa.float32(), dim), nullable=False),
+        ]
+    )
+
+
+SCORES = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("clip_id", pa.string(), nullable=False),
+        pa.field("score", pa.float64(), nullable=False),
+        pa.field("decision", pa.int8(), nullable=False),  # 1 = anomalous (score > section threshold)
+    ]
+)
+
+THRESHOLDS = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("dataset", pa.string(), nullable=False),
+        pa.field("machine_type", pa.string(), nullable=False),
+        pa.field("section", pa.string(), nullable=False),
+        pa.field("threshold", pa.float64(), nullable=False),
+        pa.field("n_references", pa.int64(), nullable=False),
+    ]
+)

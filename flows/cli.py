@@ -91,6 +91,58 @@ def cmd_sql(args) -> int:
     return 0
 
 
+def cmd_embed(args) -> int:
+    from flows.embed import embed_flow
+
+    report = embed_flow(workspace=str(args.workspace), encoder=args.encoder, batch_size=args.batch_size, threads=args.threads)
+    print(f"{report['encoder']} (version {report['encoder_version']}, dim {report['dim']}): "
+          f"{report['embedded']} clips embedded, {report['reused']} already done")
+    return 0
+
+
+def cmd_score(args) -> int:
+    from flows.score import score_flow
+
+    report = score_flow(workspace=str(args.workspace), encoder=args.encoder, normalization=args.normalization,
+                        k=args.k, r=args.r, metric=args.metric, threshold_quantile=args.threshold_quantile,
+                        index_type=args.index, strict=args.strict, threads=args.threads)
+    print(f"run {report['run_id']}: {report['scored']} test clips in {report['sections']} sections "
+          f"({report['encoder']}, {report['normalization']}, {report['params']['metric']}); "
+          f"{report['indexes_reused']} indexes re-used")
+    for reason in report["skipped"]:
+        print(f"  skipped: {reason}", file=sys.stderr)
+    print(f"Metrics:  asd evaluate --workspace {args.workspace} --run {report['run_id']}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from flows.evaluate import evaluate_flow
+    from asd_core.textable import format_table
+
+    t = evaluate_flow(workspace=str(args.workspace), run_id=args.run)
+    run = t["run"]
+    print(f"run {t['run_id']}: encoder {run['encoder']} ({run['encoder_version']}), normalization {run['normalization']}, "
+          f"params {run['params']}" + ("  [transductive]" if run["transductive"] else ""))
+    if t["sections"]:
+        print("\n" + format_table(t["sections"]))
+        print("\n" + format_table(t["summary"]))
+    if t["sections_2020"]:
+        print("\nDCASE 2020 style (per machine id, no domains)\n" + format_table(t["sections_2020"]))
+        print("\n" + format_table(t["summary_2020"]))
+    if not t["sections"] and not t["sections_2020"]:
+        print("no labelled test clips were scored in this run")
+    return 0
+
+
+def cmd_export_dcase(args) -> int:
+    from asd_core.config import Workspace
+    from asd_core.evaluation import export_dcase
+
+    files = export_dcase(Workspace(args.workspace), args.run, args.out)
+    print(f"wrote {len(files)} files under {args.out}")
+    return 0
+
+
 def _add_ingest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channel", default="0", help="channel of multichannel files: an index or 'mean' (default: %(default)s)")
     p.add_argument("--sample-rate", type=int, default=16_000, help="pipeline sample rate; other rates are resampled (default: %(default)s)")
@@ -123,6 +175,48 @@ def build_parser() -> argparse.ArgumentParser:
     _add_workspace(p)
     p.set_defaults(func=cmd_ingest)
 
+    from asd_core.encoders import list_encoders
+    from asd_core.scoring.detector import NORMALIZATIONS
+
+    p = sub.add_parser("embed", help="embed every ingested clip with an encoder (Prefect flow)",
+                       description="Write Parquet embeddings (clip_id, encoder, encoder_version, vector); clips "
+                                   "already embedded by the same encoder version are skipped.")
+    p.add_argument("--encoder", default="logmel-stats", choices=list_encoders())
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--threads", type=int, default=None, help="torch/FAISS threads (default: all available cores)")
+    _add_workspace(p)
+    p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("score", help="score test clips per section and publish the run to DuckDB (Prefect flow)",
+                       description="Fit one detector per section on its normal training clips (FAISS indexes under "
+                                   "<workspace>/indexes, re-used while unchanged), score the test clips, decide with "
+                                   "one threshold per section, and publish runs/scores/thresholds to asd.duckdb.")
+    p.add_argument("--encoder", default="logmel-stats", choices=list_encoders())
+    p.add_argument("--normalization", default="knn", choices=NORMALIZATIONS,
+                   help="knn/gwrp: local-density ratio (the proposed method); *-diff: subtractive; the rest: baselines")
+    p.add_argument("--k", type=int, default=1, help="K of knn / lof (default: %(default)s)")
+    p.add_argument("--r", type=float, default=0.9, help="decay r of gwrp (default: %(default)s)")
+    p.add_argument("--metric", choices=["cosine", "euclidean"], default=None,
+                   help="distance (default: the encoder's preferred one)")
+    p.add_argument("--threshold-quantile", type=float, default=0.9,
+                   help="decision threshold: this quantile of the leave-one-out reference scores (default: %(default)s)")
+    p.add_argument("--index", choices=["exact", "ivf"], default="exact", help="FAISS index type (default: %(default)s)")
+    p.add_argument("--strict", action="store_true", help="fail when a section cannot be scored instead of skipping it")
+    p.add_argument("--threads", type=int, default=None)
+    _add_workspace(p)
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("evaluate", help="print the evaluator-style metrics of a run (default: the newest)")
+    p.add_argument("--run", default=None, metavar="ID")
+    _add_workspace(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export-dcase", help="write DCASE anomaly_score_* / decision_result_* CSVs of a run")
+    p.add_argument("--run", required=True, metavar="ID")
+    p.add_argument("out", type=Path, metavar="OUT")
+    _add_workspace(p)
+    p.set_defaults(func=cmd_export_dcase)
+
     p = sub.add_parser("sql", help="run a SQL query against the workspace's asd.duckdb (read-only)")
     p.add_argument("query")
     p.add_argument("--limit", type=int, default=1000, help="print at most this many rows (default: %(default)s)")
@@ -148,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as exc:  # our own errors carry a clear message
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:  # our own errors carry a clear message
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

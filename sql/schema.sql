@@ -32,3 +32,32 @@ CREATE TABLE IF NOT EXISTS quarantine (
     reason        VARCHAR NOT NULL,
     file_size     BIGINT
 );
+
+-- One row per scoring configuration; re-running a configuration replaces its rows.
+CREATE TABLE IF NOT EXISTS runs (
+    run_id          VARCHAR PRIMARY KEY,    -- hash of encoder, encoder_version, normalization, params
+    created_at      TIMESTAMP NOT NULL,
+    encoder         VARCHAR NOT NULL,
+    encoder_version VARCHAR NOT NULL,
+    normalization   VARCHAR NOT NULL,
+    params          JSON NOT NULL,          -- metric, k, r, threshold_quantile, index_type, data_snapshot, ...
+    transductive    BOOLEAN NOT NULL        -- true when test-set statistics were used (domain-standardize)
+);
+
+CREATE TABLE IF NOT EXISTS scores (
+    run_id   VARCHAR NOT NULL,
+    clip_id  VARCHAR NOT NULL,
+    score    DOUBLE NOT NULL,               -- higher = more anomalous
+    decision TINYINT NOT NULL,              -- 1 = anomalous: score above the section's threshold
+    PRIMARY KEY (run_id, clip_id)
+);
+
+CREATE TABLE IF NOT EXISTS thresholds (
+    run_id       VARCHAR NOT NULL,
+    dataset      VARCHAR NOT NULL,
+    machine_type VARCHAR NOT NULL,
+    section      VARCHAR NOT NULL,
+    threshold    DOUBLE NOT NULL,
+    n_references BIGINT NOT NULL,
+    PRIMARY KEY (run_id, dataset, machine_type, section)
+);

@@ -7,6 +7,7 @@ transaction, retrying with back-off while an analyst's read-only connection hold
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from asd_core.ingest.layout import all_files
 logger = logging.getLogger("asd.catalog")
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 # Files applied in this order on every read-write open (all statements are idempotent).
-SQL_FILES = ("schema.sql",)
+SQL_FILES = ("schema.sql", "metrics.sql")
 
 
 class CatalogLockedError(RuntimeError):
@@ -91,3 +92,46 @@ def publish_ingest(ws: Workspace) -> None:
         except Exception:
             con.execute("ROLLBACK")
             raise
+
+
+def publish_run(ws: Workspace, run: dict, scores_path: Path, thresholds_path: Path) -> None:
+    """Replace one run's rows (runs, scores, thresholds) in a single short transaction."""
+    with connect(ws) as con:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute("DELETE FROM scores WHERE run_id = ?", [run["run_id"]])
+            con.execute("DELETE FROM thresholds WHERE run_id = ?", [run["run_id"]])
+            con.execute("DELETE FROM runs WHERE run_id = ?", [run["run_id"]])
+            con.execute(
+                "INSERT INTO runs VALUES (?, now()::TIMESTAMP, ?, ?, ?, ?, ?)",
+                [run["run_id"], run["encoder"], run["encoder_version"], run["normalization"],
+                 json.dumps(run["params"], sort_keys=True), run["transductive"]],
+            )
+            con.execute(f"INSERT INTO scores BY NAME SELECT * FROM read_parquet({_files_sql([scores_path])})")
+            con.execute(f"INSERT INTO thresholds BY NAME SELECT * FROM read_parquet({_files_sql([thresholds_path])})")
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+
+
+class UnknownRunError(ValueError):
+    pass
+
+
+def resolve_run(con, run_id: str | None) -> str:
+    """The given run id if it exists, else the newest run; a clear error otherwise."""
+    known = [r[0] for r in con.execute("SELECT run_id FROM runs ORDER BY created_at DESC").fetchall()]
+    if not known:
+        raise UnknownRunError("no scoring runs in this workspace yet; run `asd score` first")
+    if run_id is None:
+        return known[0]
+    if run_id not in known:
+        raise UnknownRunError(f"run {run_id!r} does not exist; known runs: {', '.join(known)}")
+    return run_id
+
+
+def query_rows(con, sql: str, params=None) -> list[dict]:
+    cur = con.execute(sql, params or [])
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, row)) for row in cur.fetchall()]

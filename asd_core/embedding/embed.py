@@ -1,0 +1,115 @@
+"""Embed the ``audio`` partitions with an encoder, streaming row groups (memory stays flat).
+
+Output: ``parquet/embeddings/encoder=<name>/version=<v>/machine_type=<mt>/dataset=<ds>/embeddings.parquet``.
+Idempotent per (clip, encoder version): clips already embedded are copied, not recomputed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from asd_core.config import Workspace
+from asd_core.datasets.audio_io import from_storage
+from asd_core.encoders.base import Encoder
+from asd_core.progress import Progress
+from asd_core.schemas import embeddings_schema
+from asd_core.storage.atomic import atomic_path
+
+
+class EmbeddingError(ValueError):
+    """An embedding that cannot be used (NaN/inf), naming the clip."""
+
+
+@dataclass
+class EmbedResult:
+    machine_type: str
+    dataset: str
+    embedded: int = 0
+    reused: int = 0
+    seconds: float = 0.0
+
+
+def embeddings_dir(ws: Workspace, encoder: str, version: str) -> Path:
+    return ws.artifact_dir("embeddings") / f"encoder={encoder}" / f"version={version}"
+
+
+def embedding_file(ws: Workspace, encoder: Encoder, machine_type: str, dataset: str) -> Path:
+    return embeddings_dir(ws, encoder.name, encoder.version) / f"machine_type={machine_type}" / f"dataset={dataset}" / "embeddings.parquet"
+
+
+def embedding_files(ws: Workspace, encoder: str, version: str) -> list[Path]:
+    return sorted(embeddings_dir(ws, encoder, version).glob("**/embeddings.parquet"))
+
+
+def audio_partitions(ws: Workspace) -> list[tuple[str, str, Path]]:
+    """(machine_type, dataset, path) of every audio partition."""
+    out = []
+    for p in sorted(ws.artifact_dir("audio").glob("machine_type=*/dataset=*/audio.parquet")):
+        out.append((p.parent.parent.name.split("=", 1)[1], p.parent.name.split("=", 1)[1], p))
+    return out
+
+
+def embed_partition(ws: Workspace, encoder: Encoder, machine_type: str, dataset: str, audio_path: Path,
+                    batch_size: int = 16) -> EmbedResult:
+    """Embed every clip of one audio partition that has no embedding for this encoder version yet."""
+    result = EmbedResult(machine_type, dataset)
+    out_path = embedding_file(ws, encoder, machine_type, dataset)
+    schema = embeddings_schema(encoder.dim)
+    audio_ids = set(pq.read_table(audio_path, columns=["clip_id"]).column("clip_id").to_pylist())
+    done = set()
+    if out_path.exists():
+        done = set(pq.read_table(out_path, columns=["clip_id"]).column("clip_id").to_pylist())
+        if done == audio_ids:
+            result.reused = len(done)
+            return result
+    keep = done & audio_ids
+    todo = len(audio_ids - done)
+    progress = Progress(f"embed {encoder.name} {dataset}/{machine_type}", todo, "clips")
+    with atomic_path(out_path) as tmp:
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            if keep:
+                old = pq.read_table(out_path)
+                writer.write_table(old.filter(pa.compute.is_in(old.column("clip_id"), pa.array(sorted(keep)))).cast(schema))
+            pf = pq.ParquetFile(audio_path)
+            for batch in pf.iter_batches(batch_size=batch_size, columns=["clip_id", "waveform"]):
+                ids = batch.column("clip_id").to_pylist()
+                sel = [i for i, c in enumerate(ids) if c not in done]
+                if not sel:
+                    continue
+                waves = batch.column("waveform")
+                arrays = [from_storage(waves[i].values.to_numpy(zero_copy_only=False)) for i in sel]
+                vectors = np.asarray(encoder.embed(arrays), dtype=np.float32)
+                if vectors.shape != (len(sel), encoder.dim):
+                    raise EmbeddingError(f"encoder {encoder.name} returned shape {vectors.shape}, expected ({len(sel)}, {encoder.dim})")
+                bad = ~np.isfinite(vectors).all(axis=1)
+                if bad.any():
+                    raise EmbeddingError(f"encoder {encoder.name} produced NaN/inf for clip {ids[sel[int(np.flatnonzero(bad)[0])]]} "
+                                         f"({dataset}/{machine_type})")
+                writer.write_table(pa.Table.from_arrays([
+                    pa.array([ids[i] for i in sel], pa.string()),
+                    pa.array([encoder.name] * len(sel), pa.string()),
+                    pa.array([encoder.version] * len(sel), pa.string()),
+                    pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel(), pa.float32()), encoder.dim),
+                ], schema=schema))
+                progress.update(len(sel))
+    progress.close()
+    result.embedded, result.reused = progress.done, len(keep)
+    result.seconds = progress.rate and progress.done / progress.rate
+    return result
+
+
+def load_embeddings(ws: Workspace, encoder: str, version: str) -> tuple[list[str], np.ndarray]:
+    """All clip ids and vectors [N, dim] of one encoder version."""
+    files = embedding_files(ws, encoder, version)
+    if not files:
+        raise FileNotFoundError(f"no embeddings for encoder {encoder} version {version} in {ws.root}; run `asd embed` first")
+    tables = [pq.read_table(p, columns=["clip_id", "vector"]) for p in files]
+    table = pa.concat_tables(tables)
+    vec = table.column("vector").combine_chunks()
+    dim = vec.type.list_size
+    return table.column("clip_id").to_pylist(), vec.flatten().to_numpy().reshape(-1, dim)

@@ -1,0 +1,39 @@
+"""The encoder interface every embedding model implements (spectral now, neural later)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from typing import Sequence
+
+import numpy as np
+
+
+class Encoder(ABC):
+    """A bundle of preprocessing + model: sample rate, parameters and weights travel together.
+
+    ``version`` hashes everything that changes the output (name, parameters, weights), so
+    embeddings and indexes keyed by it are recomputed exactly when they must be.
+    """
+
+    name: str
+    sample_rate: int = 16_000
+    distance: str = "euclidean"  # preferred metric for scoring (methods.md section 1)
+
+    @property
+    @abstractmethod
+    def dim(self) -> int: ...
+
+    @abstractmethod
+    def params(self) -> dict:
+        """Everything that defines the output, JSON-serialisable."""
+
+    @property
+    def version(self) -> str:
+        blob = json.dumps({"name": self.name, "sr": self.sample_rate, **self.params()}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    @abstractmethod
+    def embed(self, batch: Sequence[np.ndarray]) -> np.ndarray:
+        """Mono float32 waveforms (any lengths) -> float32 array [len(batch), dim]."""

@@ -1,0 +1,20 @@
+"""Name -> encoder class, used by ``asd embed --encoder NAME``."""
+
+from __future__ import annotations
+
+from asd_core.encoders.base import Encoder
+from asd_core.encoders.spectral import LogMelStats, StftMean
+
+_REGISTRY: dict[str, type[Encoder]] = {cls.name: cls for cls in (StftMean, LogMelStats)}
+
+
+def list_encoders() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_encoder(name: str, **kwargs) -> Encoder:
+    try:
+        cls = _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown encoder {name!r}; choose one of {', '.join(list_encoders())}") from None
+    return cls(**kwargs)

@@ -1,0 +1,82 @@
+"""Per-section FAISS indexes on disk with a JSON manifest, re-used while their inputs are unchanged.
+
+Layout: ``<workspace>/indexes/<encoder>-<version>/<dataset>/<machine_type>/section_<ss>/<config-hash>/``
+holding ``index.faiss``, ``rho.npy`` and ``manifest.json`` (counts, dim, metric, normalisation
+parameters, the threshold, and the content hash of the reference embeddings).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from asd_core.config import Workspace
+from asd_core.scoring.detector import Detector, ScoringConfig
+from asd_core.scoring.search import NormalizedIndex
+
+MANIFEST_VERSION = 1
+
+
+def content_hash(ids: list[str], vectors: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for cid in ids:
+        h.update(cid.encode() + b"\0")
+    h.update(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
+    return h.hexdigest()
+
+
+def config_hash(cfg: ScoringConfig) -> str:
+    blob = json.dumps({"normalization": cfg.normalization, **cfg.params()}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def section_dir(ws: Workspace, encoder: str, version: str, dataset: str, machine_type: str, section: str, cfg: ScoringConfig) -> Path:
+    return ws.indexes / f"{encoder}-{version}" / dataset / machine_type / f"section_{section}" / config_hash(cfg)
+
+
+def load(folder: Path, cfg: ScoringConfig, input_hash: str) -> tuple[Detector, float] | None:
+    """The saved detector and threshold, or None when missing or built from other inputs."""
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.exists():
+        return None
+    manifest = json.loads(manifest_path.read_text())
+    expected = {"normalization": cfg.normalization, **cfg.params()}
+    if manifest.get("input_hash") != input_hash or manifest.get("config") != expected or manifest.get("version") != MANIFEST_VERSION:
+        return None
+    index = NormalizedIndex(cfg.metric, manifest["mode"], faiss.read_index(str(folder / "index.faiss")),
+                            np.empty((0, manifest["dim"]), np.float32), np.load(folder / "rho.npy"))
+    return Detector.restore(cfg, index, manifest["dim"], manifest["n_references"]), manifest["threshold"]
+
+
+def save(folder: Path, det: Detector, threshold: float, input_hash: str, counts: dict) -> None:
+    """Write index, rho and manifest into a temporary folder, then swap it in."""
+    cfg = det.config
+    tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.mkdir(parents=True)
+    try:
+        faiss.write_index(det.index_.index, str(tmp / "index.faiss"))
+        np.save(tmp / "rho.npy", det.rho_)
+        manifest = {
+            "version": MANIFEST_VERSION, "config": {"normalization": cfg.normalization, **cfg.params()},
+            "mode": det.index_.mode, "metric": cfg.metric, "dim": det.dim_, "n_references": det.n_references_,
+            "threshold": threshold, "input_hash": input_hash, "counts": counts,
+            "rho": {"min": float(det.rho_.min()), "median": float(np.median(det.rho_)), "max": float(det.rho_.max())},
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.old")
+            os.replace(folder, old)
+            os.replace(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

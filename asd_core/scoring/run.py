@@ -1,0 +1,150 @@
+"""A scoring run: per-section detectors over stored embeddings -> ``scores`` + ``thresholds`` Parquet.
+
+The reference set of a section is its normal training clips, both domains (methods.md
+section 1); every test clip of the section is scored; one threshold per section from the
+leave-one-out reference scores decides (no domain-specific thresholds).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from asd_core.config import Workspace
+from asd_core.embedding.embed import embeddings_dir
+from asd_core.ingest.layout import all_files
+from asd_core.schemas import CLIPS, SCORES, THRESHOLDS
+from asd_core.scoring import index_store
+from asd_core.scoring.detector import ScoringConfig, make_detector
+from asd_core.scoring.distances import ScoringInputError
+from asd_core.storage.atomic import write_parquet_atomic
+
+logger = logging.getLogger("asd.scoring")
+
+
+@dataclass
+class SectionInput:
+    dataset: str
+    machine_type: str
+    section: str
+    ref_ids: list[str] = field(default_factory=list)
+    ref_domains: list[str | None] = field(default_factory=list)
+    test_ids: list[str] = field(default_factory=list)
+    refs: np.ndarray | None = None
+    tests: np.ndarray | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset}/{self.machine_type}/section_{self.section}"
+
+
+@dataclass
+class SectionResult:
+    dataset: str
+    machine_type: str
+    section: str
+    test_ids: list[str]
+    scores: np.ndarray
+    threshold: float
+    n_references: int
+    index_reused: bool
+
+
+def run_id_for(encoder: str, version: str, cfg: ScoringConfig) -> str:
+    blob = json.dumps({"encoder": encoder, "version": version, "normalization": cfg.normalization, **cfg.params()}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def machine_types_with_embeddings(ws: Workspace, encoder: str, version: str) -> list[str]:
+    base = embeddings_dir(ws, encoder, version)
+    return sorted(p.name.split("=", 1)[1] for p in base.glob("machine_type=*") if p.is_dir())
+
+
+def load_sections(ws: Workspace, encoder: str, version: str, machine_type: str) -> list[SectionInput]:
+    """Reference and test embeddings of every section of one machine type."""
+    files = sorted((embeddings_dir(ws, encoder, version) / f"machine_type={machine_type}").glob("*/embeddings.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no {encoder} embeddings (version {version}) for machine type {machine_type}; run `asd embed` first")
+    table = pa.concat_tables([pq.read_table(p, columns=["clip_id", "vector"]) for p in files])
+    vec = table.column("vector").combine_chunks()
+    vectors = vec.flatten().to_numpy().reshape(-1, vec.type.list_size)
+    row_of = {cid: i for i, cid in enumerate(table.column("clip_id").to_pylist())}
+    sections: dict[tuple[str, str], SectionInput] = {}
+    ref_rows, test_rows = defaultdict(list), defaultdict(list)
+    for path in all_files(ws, "clips"):
+        if path.parent.name != f"machine_type={machine_type}":
+            continue
+        for c in pq.read_table(path, columns=["clip_id", "dataset", "section", "split", "domain", "label"], schema=CLIPS).to_pylist():
+            if c["clip_id"] not in row_of:
+                continue
+            key = (c["dataset"], c["section"])
+            sec = sections.setdefault(key, SectionInput(c["dataset"], machine_type, c["section"]))
+            if c["split"] == "train" and c["label"] != "anomaly":
+                sec.ref_ids.append(c["clip_id"])
+                sec.ref_domains.append(c["domain"])
+                ref_rows[key].append(row_of[c["clip_id"]])
+            elif c["split"] == "test":
+                sec.test_ids.append(c["clip_id"])
+                test_rows[key].append(row_of[c["clip_id"]])
+    for key, sec in sections.items():
+        sec.refs = vectors[ref_rows[key]] if ref_rows[key] else np.empty((0, vectors.shape[1]), np.float32)
+        sec.tests = vectors[test_rows[key]] if test_rows[key] else np.empty((0, vectors.shape[1]), np.float32)
+    return [sections[k] for k in sorted(sections)]
+
+
+def score_section(ws: Workspace, encoder: str, version: str, sec: SectionInput, cfg: ScoringConfig) -> SectionResult:
+    """Fit (or re-use the stored index of) one section and score its test clips."""
+    try:
+        folder = index_store.section_dir(ws, encoder, version, sec.dataset, sec.machine_type, sec.section, cfg)
+        input_hash = index_store.content_hash(sec.ref_ids, sec.refs)
+        cached = None if cfg.transductive else index_store.load(folder, cfg, input_hash)
+        if cached:
+            det, threshold = cached
+        else:
+            det = make_detector(cfg).fit(sec.refs, np.asarray(sec.ref_domains, dtype=object), ids=sec.ref_ids)
+            if cfg.transductive:  # needs the test statistics before the reference scores
+                det.score(sec.tests, ids=sec.test_ids)
+            threshold = det.threshold()
+            if det.persistable:
+                counts = {"references": len(sec.ref_ids), "source": sec.ref_domains.count("source"),
+                          "target": sec.ref_domains.count("target")}
+                index_store.save(folder, det, threshold, input_hash, counts)
+        scores = det.score(sec.tests, ids=sec.test_ids) if sec.test_ids else np.empty(0)
+    except ScoringInputError as exc:
+        raise ScoringInputError(f"{sec.name}: {exc}") from None
+    return SectionResult(sec.dataset, sec.machine_type, sec.section, sec.test_ids, scores, threshold,
+                         len(sec.ref_ids), cached is not None)
+
+
+def run_dir(ws: Workspace, run_id: str) -> Path:
+    return ws.artifact_dir("scores") / f"run_id={run_id}"
+
+
+def write_run(ws: Workspace, run_id: str, results: list[SectionResult]) -> tuple[Path, Path]:
+    """Scores and thresholds of a run as Parquet (atomic; replaces an earlier run of the same id)."""
+    ids = [cid for r in results for cid in r.test_ids]
+    scores = np.concatenate([r.scores for r in results]) if results else np.empty(0)
+    decisions = np.concatenate([(r.scores > r.threshold).astype(np.int8) for r in results]) if results else np.empty(0, np.int8)
+    scores_table = pa.table({"run_id": [run_id] * len(ids), "clip_id": ids, "score": scores, "decision": decisions})
+    thr_table = pa.Table.from_pylist([
+        {"run_id": run_id, "dataset": r.dataset, "machine_type": r.machine_type, "section": r.section,
+         "threshold": r.threshold, "n_references": r.n_references} for r in results], schema=THRESHOLDS)
+    folder = run_dir(ws, run_id)
+    return (write_parquet_atomic(scores_table, folder / "scores.parquet", SCORES),
+            write_parquet_atomic(thr_table, folder / "thresholds.parquet", THRESHOLDS))
+
+
+def data_snapshot(ws: Workspace, clip_ids: list[str]) -> str:
+    """Hash of the audio content (sha256 per clip) behind a run."""
+    wanted = set(clip_ids)
+    pairs = sorted((r["clip_id"], r["sha256"]) for p in all_files(ws, "clips")
+                   for r in pq.read_table(p, columns=["clip_id", "sha256"]).to_pylist() if r["clip_id"] in wanted)
+    return hashlib.sha256(json.dumps(pairs).encode()).hexdigest()[:16]

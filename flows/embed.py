@@ -1,0 +1,41 @@
+"""Embed flow: one task per audio partition (machine type x dataset), streaming batches."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from asd_core.config import Workspace
+from asd_core.embedding import embed_partition
+from asd_core.embedding.embed import audio_partitions
+from asd_core.encoders import get_encoder
+from asd_core.runtime import configure_threads
+
+
+@task(retries=1, cache_policy=NO_CACHE, task_run_name="embed-{machine_type}-{dataset}")
+def embed_task(ws: Workspace, encoder, machine_type: str, dataset: str, audio_path: Path, batch_size: int):
+    return embed_partition(ws, encoder, machine_type, dataset, audio_path, batch_size)
+
+
+@flow(name="asd-embed")
+def embed_flow(workspace: str = "./asd-workspace", encoder: str = "logmel-stats", batch_size: int = 16,
+               threads: int | None = None) -> dict:
+    """Embed every ingested clip with ``encoder``; clips already embedded by this version are skipped."""
+    log = get_run_logger()
+    configure_threads(threads)
+    ws = Workspace(Path(workspace))
+    enc = get_encoder(encoder)
+    parts = audio_partitions(ws)
+    if not parts:
+        raise FileNotFoundError(f"no ingested audio in {ws.root}; run `asd ingest` first")
+    # Sequential on purpose: the encoder already uses every core through torch's threads.
+    results = [embed_task(ws, enc, mt, ds, path, batch_size) for mt, ds, path in parts]
+    report = {"encoder": enc.name, "encoder_version": enc.version, "dim": enc.dim,
+              "embedded": sum(r.embedded for r in results), "reused": sum(r.reused for r in results),
+              "partitions": [asdict(r) for r in results]}
+    log.info("embedded %d clips with %s (version %s, dim %d); %d already done",
+             report["embedded"], enc.name, enc.version, enc.dim, report["reused"])
+    return report
