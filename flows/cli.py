@@ -64,7 +64,12 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    from asd_core.config import Workspace
     from asd_core.demo import make_demo_data
+    from asd_core.storage.catalog import connect, query_rows
+    from asd_core.textable import format_table
+    from flows.embed import embed_flow
+    from flows.score import score_flow
 
     data = args.workspace / "demo-data"
     counts = make_demo_data(data, seed=args.seed, size=args.size)
@@ -72,8 +77,31 @@ def cmd_demo(args) -> int:
     args.dataset_name, args.ground_truth = "demo", None
     report = _run_ingest([data], args)
     _print_ingest_report(report)
-    print(f"\nQuery it:  asd sql --workspace {args.workspace} \"SELECT machine_type, split, count(*) FROM clips GROUP BY ALL\"")
-    return 0 if report["clips"] else 1
+    if not report["clips"]:
+        return 1
+    run_ids = []
+    for encoder in DEMO_ENCODERS:
+        embed_flow(workspace=str(args.workspace), encoder=encoder)
+        for normalization in DEMO_NORMALIZATIONS:
+            run_ids.append(score_flow(workspace=str(args.workspace), encoder=encoder, normalization=normalization)["run_id"])
+    with connect(Workspace(args.workspace), read_only=True) as con:
+        rows = query_rows(con, f"""SELECT run_id, encoder, normalization, official_score, hmean_auc_source, hmean_auc_target, hmean_pauc
+                                   FROM run_metrics WHERE dataset = 'demo' AND run_id IN ({', '.join('?' * len(run_ids))})
+                                   ORDER BY encoder, normalization""", run_ids)
+    print("\nDemo results (official score = harmonic mean of AUC_source, AUC_target and pAUC over sections):\n")
+    print(format_table(rows))
+    ws = args.workspace
+    print(f"""
+Look further:
+  asd evaluate --workspace {ws} --run {rows[0]['run_id'] if rows else 'RUN_ID'}     per-section table of a run
+  asd sql --workspace {ws} "SELECT * FROM section_metrics"                 any SQL over {ws}/asd.duckdb
+  duckdb -readonly {ws}/asd.duckdb                                          the DuckDB CLI, if installed (views: see sql/README.md)
+  prefect server start                                                      the Prefect UI with the flow runs (set PREFECT_API_URL)""")
+    return 0
+
+
+DEMO_ENCODERS = ("stft-mean", "logmel-stats")
+DEMO_NORMALIZATIONS = ("none", "knn", "gwrp")
 
 
 def cmd_sql(args) -> int:
@@ -225,7 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="generate the demo data and run the pipeline on it",
                        description="Generate the built-in demo dataset under <workspace>/demo-data and run the "
-                                   "pipeline on it (currently: ingest), printing the summary.")
+                                   "pipeline on it: ingest, embed (stft-mean, logmel-stats), score (none, knn, gwrp), "
+                                   "and print the official score of each run.")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", choices=["small", "medium", "dcase"], default="small")
     _add_ingest_options(p)

@@ -172,3 +172,35 @@ def test_clear_errors():
         ScoringConfig("zscore")
     with pytest.raises(ScoringInputError, match="unknown metric 'manhattan'"):
         ScoringConfig("knn", metric="manhattan")
+
+
+def test_index_store_round_trip_and_invalidation(tmp_path, data):
+    from asd_core.scoring import index_store
+
+    refs, x = data
+    cfg = ScoringConfig("gwrp", "cosine", r=0.7)
+    det = make_detector(cfg).fit(refs)
+    ids = [f"c{i}" for i in range(len(refs))]
+    h = index_store.content_hash(ids, refs)
+    folder = tmp_path / "idx"
+    index_store.save(folder, det, det.threshold(), h, {"references": len(refs)})
+    manifest = (folder / "manifest.json").read_text()
+    assert '"n_references": 300' in manifest and '"r": 0.7' in manifest
+    loaded, thr = index_store.load(folder, cfg, h)
+    np.testing.assert_array_equal(loaded.score(x), det.score(x))
+    assert thr == det.threshold()
+    changed = refs.copy()
+    changed[0, 0] += 1e-3
+    assert index_store.load(folder, cfg, index_store.content_hash(ids, changed)) is None
+    assert index_store.load(folder, ScoringConfig("gwrp", "cosine", r=0.8), h) is None
+
+
+def test_ivf_probing_every_list_equals_exact(data):
+    from asd_core.scoring.search import build_index
+
+    refs, x = data
+    R, X = prepare(refs, "cosine"), prepare(x, "cosine")
+    rho = local_scale(R, "cosine", "knn", k=1)
+    exact = build_index(R, rho, "cosine", "ratio").search(X)[0]
+    ivf = build_index(R, rho, "cosine", "ratio", index_type="ivf", nlist=8, nprobe=8).search(X)[0]
+    np.testing.assert_allclose(ivf, exact, rtol=1e-5)

@@ -1,0 +1,143 @@
+"""Scoring benchmark: fit time, peak memory and queries/s (FAISS vs brute force), and SQL metrics vs pandas.
+
+Each (N, dim) runs in a fresh process so its peak RSS is its own. Fitting (leave-one-out k-NN
+among all N references) costs about 2 N^2 dim flops; combinations above ``--fit-budget-tflop``
+report the estimate instead of running for many minutes on a 2-core machine.
+
+    .venv/bin/python benchmarks/scoring.py                  # full grid
+    .venv/bin/python benchmarks/scoring.py --n 1000 --dims 128 --metric-rows 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _one(n: int, dim: int, budget_tflop: float, queries: int = 200) -> dict:
+    from asd_core.runtime import configure_threads
+    from asd_core.scoring import ScoringConfig, make_detector
+    from asd_core.scoring.density import RHO_EPS
+    from asd_core.scoring.distances import pairwise, prepare
+    from asd_core.scoring.search import build_index
+
+    configure_threads()
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(32, dim)).astype(np.float32)
+    refs = centres[rng.integers(0, 32, n)] + 0.3 * rng.normal(size=(n, dim)).astype(np.float32)
+    x = centres[rng.integers(0, 32, queries)] + 0.4 * rng.normal(size=(queries, dim)).astype(np.float32)
+    base_rss = _rss_mb()
+    tflop = 2 * n * n * dim / 1e12
+    out = {"n": n, "dim": dim, "fit_tflop": round(tflop, 2)}
+    if tflop <= budget_tflop:
+        t0 = time.perf_counter()
+        det = make_detector(ScoringConfig("knn", "cosine")).fit(refs)
+        out["fit_s"] = round(time.perf_counter() - t0, 2)
+        index, rho = det.index_, det.rho_
+    else:
+        out["fit_s"] = None
+        R = prepare(refs, "cosine")
+        rho = np.maximum(rng.uniform(0.05, 0.2, n), RHO_EPS)  # stand-in scales: queries cost the same
+        index = build_index(R, rho, "cosine", "ratio")
+    out["peak_rss_MB"] = round(_rss_mb(), 0)
+    out["data_MB"] = round(refs.nbytes / 2**20, 0)
+    out["rss_over_data_MB"] = round(_rss_mb() - base_rss, 0)
+    X = prepare(x, "cosine")
+    t0 = time.perf_counter()
+    faiss_scores = index.search(X)[0][:, 0]
+    out["faiss_qps"] = round(queries / (time.perf_counter() - t0), 0)
+    R = index.refs
+    t0 = time.perf_counter()
+    brute = np.empty(queries)
+    for s in range(0, queries, 50):  # chunked so the brute-force matrix stays small
+        brute[s : s + 50] = (pairwise(X[s : s + 50], R, "cosine") / rho[None, :]).min(1)
+    out["brute_qps"] = round(queries / (time.perf_counter() - t0), 0)
+    out["speedup"] = round(out["faiss_qps"] / out["brute_qps"], 2)
+    out["max_rel_diff"] = float(np.max(np.abs(faiss_scores - brute) / np.abs(brute)))
+    return out
+
+
+def _metrics_bench(rows: int, sections: int = 100) -> dict:
+    import duckdb
+    import pandas as pd
+    from sklearn.metrics import roc_auc_score
+
+    from asd_core.config import Workspace
+    from asd_core.storage.catalog import connect
+
+    rng = np.random.default_rng(0)
+    per = rows // sections
+    sec = np.repeat(np.arange(sections), per)
+    label = np.where(rng.random(sec.size) < 0.3, "anomaly", "normal")
+    domain = np.where(rng.random(sec.size) < 0.5, "source", "target")
+    score = rng.normal(size=sec.size) + (label == "anomaly")
+    df = pd.DataFrame({"clip_id": [f"c{i}" for i in range(sec.size)], "section": [f"{s:02d}" for s in sec],
+                       "label": label, "domain": domain, "score": score})
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = Workspace(Path(tmp))
+        with connect(ws) as con:
+            con.register("df", df)
+            con.execute("""INSERT INTO clips SELECT clip_id, 'bench', 'dcase2021+', 'test', 'm', section, domain, label,
+                           MAP {}, clip_id || '.wav', '/', 16000, 1, 1, 1.0, 'mono', 16000, 1, 1, 'x' FROM df""")
+            con.execute("INSERT INTO scores SELECT 'r', clip_id, score, 0 FROM df")
+            con.execute("INSERT INTO runs VALUES ('r', now(), 'e', 'v', 'knn', '{}', false)")
+        con = duckdb.connect(str(ws.duckdb_path), read_only=True)
+        t0 = time.perf_counter()
+        official = con.execute("SELECT official_score FROM run_metrics WHERE run_id = 'r'").fetchone()[0]
+        sql_s = time.perf_counter() - t0
+        con.close()
+    t0 = time.perf_counter()
+    parts = []
+    for _, g in df.groupby("section"):
+        y = (g["label"] == "anomaly").to_numpy()
+        for d in ("source", "target"):
+            m = (g["domain"] == d).to_numpy() | y
+            parts.append(roc_auc_score(y[m], g["score"].to_numpy()[m]))
+        parts.append(roc_auc_score(y, g["score"], max_fpr=0.1))
+    pandas_official = len(parts) / sum(1 / p for p in parts)
+    pandas_s = time.perf_counter() - t0
+    return {"rows": rows, "sections": sections, "duckdb_s": round(sql_s, 3), "pandas_sklearn_s": round(pandas_s, 3),
+            "official_diff": abs(official - pandas_official)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, nargs="+", default=[1000, 10000, 100000])
+    ap.add_argument("--dims", type=int, nargs="+", default=[128, 768, 6144])
+    ap.add_argument("--fit-budget-tflop", type=float, default=1.5)
+    ap.add_argument("--metric-rows", type=int, default=1_000_000)
+    ap.add_argument("--one", nargs=2, type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(_one(*args.one, args.fit_budget_tflop)))
+        return
+    cols = ["n", "dim", "fit_s", "fit_tflop", "peak_rss_MB", "data_MB", "faiss_qps", "brute_qps", "speedup", "max_rel_diff"]
+    print(" ".join(f"{c:>12}" for c in cols), flush=True)
+    for n in args.n:
+        for dim in args.dims:
+            out = subprocess.run([sys.executable, __file__, "--one", str(n), str(dim), "--fit-budget-tflop",
+                                  str(args.fit_budget_tflop)], check=True, capture_output=True, text=True).stdout
+            r = json.loads(out.strip().splitlines()[-1])
+            r["max_rel_diff"] = f"{r['max_rel_diff']:.1e}"
+            r["fit_s"] = "skipped" if r["fit_s"] is None else r["fit_s"]
+            print(" ".join(f"{str(r[c]):>12}" for c in cols), flush=True)
+    if args.metric_rows:
+        m = _metrics_bench(args.metric_rows)
+        print(f"\nmetrics over {m['rows']:,} scores in {m['sections']} sections: DuckDB SQL {m['duckdb_s']} s, "
+              f"pandas + scikit-learn {m['pandas_sklearn_s']} s (official score difference {m['official_diff']:.1e})")
+
+
+if __name__ == "__main__":
+    main()
