@@ -12,13 +12,11 @@ WHERE c.split = 'test' AND c.label IN ('normal', 'anomaly');
 -- Evaluation subsets of a section: 'source' = source normals + all anomalies, 'target' =
 -- target normals + all anomalies, 'all' = every clip (pAUC, and DCASE 2020's AUC).
 CREATE OR REPLACE VIEW eval_subsets AS
-SELECT run_id, dataset, machine_type, section, 'source' AS subset, score, label = 'anomaly' AS is_pos
-FROM scored_clips WHERE label = 'anomaly' OR domain = 'source'
-UNION ALL
-SELECT run_id, dataset, machine_type, section, 'target', score, label = 'anomaly'
-FROM scored_clips WHERE label = 'anomaly' OR domain = 'target'
-UNION ALL
-SELECT run_id, dataset, machine_type, section, 'all', score, label = 'anomaly'
+SELECT run_id, dataset, machine_type, section, score, label = 'anomaly' AS is_pos,
+       unnest(CASE WHEN label = 'anomaly' THEN ['source', 'target', 'all']
+                   WHEN domain = 'source' THEN ['source', 'all']
+                   WHEN domain = 'target' THEN ['target', 'all']
+                   ELSE ['all'] END) AS subset
 FROM scored_clips;
 
 -- Area of one ROC segment (f0, t0) -> (f1, t1) left of FPR = max_fpr (linear interpolation at the cut).
@@ -77,7 +75,8 @@ SELECT *, tp / nullif(tp + fp, 0)::DOUBLE AS prec, tp / nullif(tp + fn, 0)::DOUB
        2 * tp / nullif(2 * tp + fp + fn, 0)::DOUBLE AS f1
 FROM c;
 
--- DCASE 2021-2025: one row per run and section.
+-- DCASE 2021-2025: one row per run and section (sections whose clips all have a domain).
+-- Each building block is evaluated once and pivoted, not joined once per column.
 CREATE OR REPLACE VIEW section_metrics AS
 WITH counts AS (
     SELECT run_id, dataset, machine_type, section,
@@ -86,27 +85,39 @@ WITH counts AS (
            count(*) FILTER (WHERE label = 'anomaly') AS n_anomaly,
            count(*) FILTER (WHERE domain IS NULL) AS n_no_domain
     FROM scored_clips GROUP BY ALL
+), aucs AS (
+    SELECT run_id, dataset, machine_type, section,
+           max(auc) FILTER (WHERE subset = 'source') AS auc_source,
+           max(auc) FILTER (WHERE subset = 'target') AS auc_target,
+           max(pauc) FILTER (WHERE subset = 'all') AS pauc
+    FROM subset_auc GROUP BY ALL
+), decisions AS (
+    SELECT run_id, dataset, machine_type, section,
+           max(prec) FILTER (WHERE domain = 'source') AS precision_source,
+           max(recall) FILTER (WHERE domain = 'source') AS recall_source,
+           max(f1) FILTER (WHERE domain = 'source') AS f1_source,
+           max(prec) FILTER (WHERE domain = 'target') AS precision_target,
+           max(recall) FILTER (WHERE domain = 'target') AS recall_target,
+           max(f1) FILTER (WHERE domain = 'target') AS f1_target
+    FROM decision_metrics GROUP BY ALL
 )
 SELECT k.run_id, k.dataset, k.machine_type, k.section,
        k.n_source_normal, k.n_target_normal, k.n_anomaly,
-       s.auc AS auc_source, t.auc AS auc_target, a.pauc,
-       ds.prec AS precision_source, ds.recall AS recall_source, ds.f1 AS f1_source,
-       dt.prec AS precision_target, dt.recall AS recall_target, dt.f1 AS f1_target
+       a.auc_source, a.auc_target, a.pauc,
+       d.precision_source, d.recall_source, d.f1_source,
+       d.precision_target, d.recall_target, d.f1_target
 FROM counts k
-LEFT JOIN subset_auc s ON s.subset = 'source' AND (s.run_id, s.dataset, s.machine_type, s.section) = (k.run_id, k.dataset, k.machine_type, k.section)
-LEFT JOIN subset_auc t ON t.subset = 'target' AND (t.run_id, t.dataset, t.machine_type, t.section) = (k.run_id, k.dataset, k.machine_type, k.section)
-LEFT JOIN subset_auc a ON a.subset = 'all' AND (a.run_id, a.dataset, a.machine_type, a.section) = (k.run_id, k.dataset, k.machine_type, k.section)
-LEFT JOIN decision_metrics ds ON ds.domain = 'source' AND (ds.run_id, ds.dataset, ds.machine_type, ds.section) = (k.run_id, k.dataset, k.machine_type, k.section)
-LEFT JOIN decision_metrics dt ON dt.domain = 'target' AND (dt.run_id, dt.dataset, dt.machine_type, dt.section) = (k.run_id, k.dataset, k.machine_type, k.section)
+LEFT JOIN aucs a USING (run_id, dataset, machine_type, section)
+LEFT JOIN decisions d USING (run_id, dataset, machine_type, section)
 WHERE k.n_no_domain = 0;
 
 -- Official score per run and dataset: harmonic mean over all AUC_source, AUC_target and pAUC
 -- values of all machine types and sections; plus the harmonic and arithmetic means of each.
 CREATE OR REPLACE VIEW run_metrics AS
-WITH parts AS (
-    SELECT run_id, dataset, 'auc_source' AS part, auc_source AS v FROM section_metrics
-    UNION ALL SELECT run_id, dataset, 'auc_target', auc_target FROM section_metrics
-    UNION ALL SELECT run_id, dataset, 'pauc', pauc FROM section_metrics
+WITH parts AS (  -- one scan of section_metrics, three rows per section
+    SELECT run_id, dataset, unnest(['auc_source', 'auc_target', 'pauc']) AS part,
+           unnest([auc_source, auc_target, pauc]) AS v
+    FROM section_metrics
 )
 SELECT p.run_id, p.dataset, any_value(r.encoder) AS encoder, any_value(r.normalization) AS normalization,
        any_value(r.transductive) AS transductive,

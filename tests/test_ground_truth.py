@@ -39,3 +39,20 @@ def test_bad_ground_truth_names_the_file(tmp_path):
         load_ground_truth(tmp_path)
     with pytest.raises(GroundTruthError, match="does not exist"):
         load_ground_truth(tmp_path / "missing")
+
+
+def test_attribute_csv_beside_the_clips_is_merged(tmp_path):
+    train = tmp_path / "dev_data/raw/3DPrinter/train"
+    train.mkdir(parents=True)
+    (train / "section_00_source_train_normal_0000_noAttribute.wav").write_bytes(b"")
+    (train / "section_00_target_train_normal_0001_spd_5.wav").write_bytes(b"")
+    (tmp_path / "dev_data/raw/3DPrinter/attributes_00.csv").write_text(
+        "file_name,d1p,d1v,d2p,d2v\n"
+        "3DPrinter/train/section_00_source_train_normal_0000_noAttribute.wav,speed,1.5e-2,mode,a-b\n"
+        "3DPrinter/train/section_00_target_train_normal_0001_spd_5.wav,spd,6,load,50\n")
+    cands, bad = scan_root(tmp_path, "d")
+    assert bad == []
+    got = {c.relative_path.rsplit("/", 1)[-1]: c.parsed.attributes for c in cands}
+    assert got["section_00_source_train_normal_0000_noAttribute.wav"] == {"speed": "1.5e-2", "mode": "a-b"}
+    # the file name wins over the CSV where both give a value
+    assert got["section_00_target_train_normal_0001_spd_5.wav"] == {"spd": "5", "load": "50"}

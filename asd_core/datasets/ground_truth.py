@@ -94,6 +94,27 @@ def load_ground_truth(folder: Path) -> GroundTruth:
     return gt
 
 
+def load_attribute_csvs(root: Path) -> dict[tuple[str, str], dict[str, str]]:
+    """``attributes_<ss>.csv`` files of a dataset (2023+): (machine, file name) -> attributes.
+
+    Rows are ``<machine>/<split>/<file>, d1p, d1v, d2p, d2v, ...`` (the first row is a header).
+    Rows that map an anonymised name to a full name are handled by :class:`GroundTruth`.
+    """
+    out: dict[tuple[str, str], dict[str, str]] = {}
+    for path in sorted(Path(root).rglob("attributes_*.csv")):
+        for row in _read_rows(path):
+            first = PurePosixPath(row[0].strip())
+            if first.suffix.lower() != ".wav":
+                continue  # header
+            machine = first.parts[0] if len(first.parts) >= 2 else path.parent.name
+            cells = [c.strip() for c in row[1:]]
+            attrs = {cells[i]: cells[i + 1] for i in range(0, len(cells) - 1, 2)
+                     if cells[i] and not cells[i + 1].endswith(".wav")}
+            if attrs:
+                out[(machine, first.name)] = attrs
+    return out
+
+
 def _read_attribute_mapping(path: Path, gt: GroundTruth) -> None:
     for row in _read_rows(path):
         first = PurePosixPath(row[0].strip())

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from asd_core.datasets.ground_truth import GroundTruth
+from asd_core.datasets.ground_truth import GroundTruth, GroundTruthError, load_attribute_csvs
 from asd_core.datasets.naming import NamingError, ParsedName, parse_clip_path
 
 AUDIO_SUFFIXES = {".wav", ".wave", ".flac", ".mp3", ".ogg", ".opus", ".aif", ".aiff", ".m4a"}
@@ -73,6 +73,11 @@ def scan_root(root: Path, dataset: str, ground_truth: GroundTruth | None = None)
         reason = "dataset root does not exist" if not root.exists() else "dataset root is not a folder"
         return [], [QuarantineRecord(dataset, str(root), "", "scan", reason)]
     candidates, quarantined = [], []
+    try:
+        csv_attributes = load_attribute_csvs(root)
+    except GroundTruthError as exc:  # a broken CSV costs its attributes, not the dataset
+        quarantined.append(QuarantineRecord(dataset, str(root), "", "scan", f"attribute CSV ignored: {exc}"))
+        csv_attributes = {}
     for path in iter_audio_files(root):
         rel = path.relative_to(root).as_posix()
         try:
@@ -83,6 +88,9 @@ def scan_root(root: Path, dataset: str, ground_truth: GroundTruth | None = None)
             continue
         if ground_truth:
             parsed = ground_truth.apply(parsed, path.name)
+        extra = csv_attributes.get((parsed.machine_type, path.name))
+        if extra:  # names win where both say something
+            parsed = replace(parsed, attributes={**extra, **parsed.attributes})
         candidates.append(Candidate(dataset, root, rel, parsed))
     return candidates, quarantined
 

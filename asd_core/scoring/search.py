@@ -50,17 +50,28 @@ class NormalizedIndex:
 
 
 def augment_refs(refs: np.ndarray, rho: np.ndarray, metric: str, mode: str) -> np.ndarray:
-    refs64, rho = refs.astype(np.float64), rho.astype(np.float64)
+    """Reference side of the inner-product reformulation, written into one float32 array."""
     if mode == "plain":
         return refs
+    n, d = refs.shape
+    rho = rho.astype(np.float64)
     if metric == "cosine":
+        out = np.empty((n, d + 1), np.float32)
         if mode == "ratio":
             a = 0.5 / rho
-            return np.hstack([refs64 * a[:, None], -a[:, None]]).astype(np.float32)
-        return np.hstack([0.5 * refs64, rho[:, None]]).astype(np.float32)
+            np.multiply(refs, a[:, None].astype(np.float32), out=out[:, :d])
+            out[:, d] = -a
+        else:
+            np.multiply(refs, np.float32(0.5), out=out[:, :d])
+            out[:, d] = rho
+        return out
     inv = 1.0 / rho**2
-    sq = (refs64 * refs64).sum(1)
-    return np.hstack([-inv[:, None], 2 * refs64 * inv[:, None], -(sq * inv)[:, None]]).astype(np.float32)
+    sq = np.einsum("ij,ij->i", refs, refs, dtype=np.float64)
+    out = np.empty((n, d + 2), np.float32)
+    out[:, 0] = -inv
+    np.multiply(refs, (2 * inv)[:, None].astype(np.float32), out=out[:, 1 : d + 1])
+    out[:, d + 1] = -(sq * inv)
+    return out
 
 
 def augment_queries(x: np.ndarray, metric: str, mode: str) -> np.ndarray:
