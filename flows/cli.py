@@ -122,7 +122,14 @@ def cmd_sql(args) -> int:
 def cmd_embed(args) -> int:
     from flows.embed import embed_flow
 
-    report = embed_flow(workspace=str(args.workspace), encoder=args.encoder, batch_size=args.batch_size, threads=args.threads)
+    options = {}
+    if args.encoder == "beats":
+        options = {"checkpoint": str(args.checkpoint) if args.checkpoint else None, "layer": args.layer,
+                   "pooling": args.pooling, "clip_seconds": args.clip_seconds, "clip_mode": args.clip_mode}
+    elif args.checkpoint:
+        raise ValueError(f"--checkpoint is for --encoder beats, not {args.encoder}")
+    report = embed_flow(workspace=str(args.workspace), encoder=args.encoder, batch_size=args.batch_size,
+                        threads=args.threads, encoder_options=options)
     print(f"{report['encoder']} (version {report['encoder_version']}, dim {report['dim']}): "
           f"{report['embedded']} clips embedded, {report['reused']} already done")
     return 0
@@ -133,7 +140,8 @@ def cmd_score(args) -> int:
 
     report = score_flow(workspace=str(args.workspace), encoder=args.encoder, normalization=args.normalization,
                         k=args.k, r=args.r, metric=args.metric, threshold_quantile=args.threshold_quantile,
-                        index_type=args.index, strict=args.strict, threads=args.threads)
+                        index_type=args.index, strict=args.strict, threads=args.threads,
+                        encoder_version=args.encoder_version)
     print(f"run {report['run_id']}: {report['scored']} test clips in {report['sections']} sections "
           f"({report['encoder']}, {report['normalization']}, {report['params']['metric']}); "
           f"{report['indexes_reused']} indexes re-used")
@@ -212,6 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", default="logmel-stats", choices=list_encoders())
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--threads", type=int, default=None, help="torch/FAISS threads (default: all available cores)")
+    beats = p.add_argument_group("beats")
+    beats.add_argument("--checkpoint", type=Path, default=None, help="BEATs checkpoint file (official layout), e.g. BEATs_iter3_plus_AS2M.pt")
+    beats.add_argument("--layer", type=int, default=None, help="transformer layer feeding the embedding (default: last)")
+    beats.add_argument("--pooling", choices=["mean", "time-mean"], default="mean",
+                       help="mean over tokens, or temporal mean keeping the 8 frequency patches (default: %(default)s)")
+    beats.add_argument("--clip-seconds", type=float, default=None, help="fixed clip length for --clip-mode pad/crop/chunk")
+    beats.add_argument("--clip-mode", choices=["full", "pad", "crop", "chunk"], default="full")
     _add_workspace(p)
     p.set_defaults(func=cmd_embed)
 
@@ -220,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "<workspace>/indexes, re-used while unchanged), score the test clips, decide with "
                                    "one threshold per section, and publish runs/scores/thresholds to asd.duckdb.")
     p.add_argument("--encoder", default="logmel-stats", choices=list_encoders())
+    p.add_argument("--encoder-version", default=None, help="which embeddings of the encoder, when several versions exist")
     p.add_argument("--normalization", default="knn", choices=NORMALIZATIONS,
                    help="knn/gwrp: local-density ratio (the proposed method); *-diff: subtractive; the rest: baselines")
     p.add_argument("--k", type=int, default=1, help="K of knn / lof (default: %(default)s)")

@@ -10,7 +10,7 @@ from prefect.cache_policies import NO_CACHE
 
 from asd_core.config import Workspace
 from asd_core.embedding import embed_partition
-from asd_core.embedding.embed import audio_partitions
+from asd_core.embedding.embed import audio_partitions, write_encoder_card
 from asd_core.encoders import get_encoder
 from asd_core.runtime import configure_threads
 
@@ -22,15 +22,19 @@ def embed_task(ws: Workspace, encoder, machine_type: str, dataset: str, audio_pa
 
 @flow(name="asd-embed")
 def embed_flow(workspace: str = "./asd-workspace", encoder: str = "logmel-stats", batch_size: int = 16,
-               threads: int | None = None) -> dict:
-    """Embed every ingested clip with ``encoder``; clips already embedded by this version are skipped."""
+               threads: int | None = None, encoder_options: dict | None = None) -> dict:
+    """Embed every ingested clip with ``encoder``; clips already embedded by this version are skipped.
+
+    ``encoder_options`` go to the encoder (``beats``: checkpoint, layer, pooling, clip_seconds, clip_mode).
+    """
     log = get_run_logger()
     configure_threads(threads)
     ws = Workspace(Path(workspace))
-    enc = get_encoder(encoder)
+    enc = get_encoder(encoder, **(encoder_options or {}))
     parts = audio_partitions(ws)
     if not parts:
         raise FileNotFoundError(f"no ingested audio in {ws.root}; run `asd ingest` first")
+    write_encoder_card(ws, enc)
     # Sequential on purpose: the encoder already uses every core through torch's threads.
     results = [embed_task(ws, enc, mt, ds, path, batch_size) for mt, ds, path in parts]
     report = {"encoder": enc.name, "encoder_version": enc.version, "dim": enc.dim,

@@ -9,7 +9,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from asd_core.config import Workspace
-from asd_core.encoders import get_encoder
+from asd_core.embedding.embed import read_encoder_card
 from asd_core.runtime import configure_threads
 from asd_core.scoring import ScoringConfig
 from asd_core.scoring.distances import ScoringInputError
@@ -34,7 +34,8 @@ def score_machine_type(ws: Workspace, encoder: str, version: str, machine_type: 
 @flow(name="asd-score", task_runner=ThreadPoolTaskRunner(max_workers=2))
 def score_flow(workspace: str = "./asd-workspace", encoder: str = "logmel-stats", normalization: str = "knn",
                k: int = 1, r: float = 0.9, metric: str | None = None, threshold_quantile: float = 0.9,
-               index_type: str = "exact", strict: bool = False, threads: int | None = None) -> dict:
+               index_type: str = "exact", strict: bool = False, threads: int | None = None,
+               encoder_version: str | None = None) -> dict:
     """Score every section's test clips; one run per configuration (re-running replaces its rows).
 
     A section that cannot be scored (no references, fewer than K + 1, ...) is skipped with its
@@ -43,13 +44,12 @@ def score_flow(workspace: str = "./asd-workspace", encoder: str = "logmel-stats"
     log = get_run_logger()
     configure_threads(threads)
     ws = Workspace(Path(workspace))
-    enc = get_encoder(encoder)
-    cfg = ScoringConfig(normalization=normalization, metric=metric or enc.distance, k=k, r=r,
+    card = read_encoder_card(ws, encoder, encoder_version)
+    name, version = card["name"], card["version"]
+    cfg = ScoringConfig(normalization=normalization, metric=metric or card["distance"], k=k, r=r,
                         index_type=index_type, threshold_quantile=threshold_quantile)
-    machine_types = machine_types_with_embeddings(ws, enc.name, enc.version)
-    if not machine_types:
-        raise FileNotFoundError(f"no {enc.name} embeddings (version {enc.version}) in {ws.root}; run `asd embed --encoder {enc.name}` first")
-    futures = [score_machine_type.submit(ws, enc.name, enc.version, mt, cfg, strict) for mt in machine_types]
+    machine_types = machine_types_with_embeddings(ws, name, version)
+    futures = [score_machine_type.submit(ws, name, version, mt, cfg, strict) for mt in machine_types]
     results, skipped = [], []
     for f in futures:
         res, skip = f.result()
@@ -59,10 +59,10 @@ def score_flow(workspace: str = "./asd-workspace", encoder: str = "logmel-stats"
         log.warning("section skipped: %s", reason)
     if not results:
         raise ScoringInputError("no section could be scored:\n  " + "\n  ".join(skipped))
-    run_id = run_id_for(enc.name, enc.version, cfg)
+    run_id = run_id_for(name, version, cfg)
     scores_path, thr_path = write_run(ws, run_id, results)
     used = [cid for r in results for cid in r.test_ids]
-    run = {"run_id": run_id, "encoder": enc.name, "encoder_version": enc.version, "normalization": cfg.normalization,
+    run = {"run_id": run_id, "encoder": name, "encoder_version": version, "normalization": cfg.normalization,
            "params": {**cfg.params(), "data_snapshot": data_snapshot(ws, used), "skipped_sections": skipped},
            "transductive": cfg.transductive}
     publish_run(ws, run, scores_path, thr_path)

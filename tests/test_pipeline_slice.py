@@ -100,3 +100,24 @@ def test_evaluate_export_and_unknown_run(slice_ws, tmp_path, capsys):
     assert all(float(v) == pytest.approx(stored[k], rel=1e-12) for k, v in rows)
     with open(tmp_path / "sub/demo/decision_result_fan_section_00_test.csv") as fh:
         assert {r[1] for r in csv.reader(fh)} <= {"0", "1"}
+
+
+def test_beats_checkpoint_through_embed_and_score(slice_ws, tmp_path):
+    """A BEATs checkpoint given by path runs through the same embed and score flows."""
+    import torch
+
+    from asd_core.models.beats import BEATs, BEATsConfig
+    from asd_core.models.beats_checkpoint import save_beats
+    from flows.embed import embed_flow
+    from flows.score import score_flow
+
+    torch.manual_seed(0)
+    cfg = BEATsConfig(encoder_layers=2, encoder_embed_dim=32, encoder_ffn_embed_dim=64, encoder_attention_heads=4,
+                      embed_dim=16, conv_pos=8, conv_pos_groups=4, num_buckets=32, max_distance=64)
+    save_beats(BEATs(cfg), tmp_path / "tiny.pt")
+    report = embed_flow(workspace=str(slice_ws.root), encoder="beats",
+                        encoder_options={"checkpoint": str(tmp_path / "tiny.pt"), "pooling": "time-mean"})
+    assert (report["embedded"], report["dim"]) == (270, 256)
+    run = score_flow(workspace=str(slice_ws.root), encoder="beats", normalization="knn")
+    assert run["params"]["metric"] == "cosine" and run["scored"] == 120
+    assert _sql(slice_ws, "SELECT count(*) FROM section_metrics WHERE run_id = ?", [run["run_id"]])[0][0] == 3

@@ -38,6 +38,36 @@ def embeddings_dir(ws: Workspace, encoder: str, version: str) -> Path:
     return ws.artifact_dir("embeddings") / f"encoder={encoder}" / f"version={version}"
 
 
+def write_encoder_card(ws: Workspace, encoder: Encoder) -> Path:
+    """``encoder.json`` beside the embeddings: what later stages need without loading the model."""
+    import json
+
+    path = embeddings_dir(ws, encoder.name, encoder.version) / "encoder.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    card = {"name": encoder.name, "version": encoder.version, "dim": encoder.dim, "distance": encoder.distance,
+            "sample_rate": encoder.sample_rate, "params": encoder.params()}
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(card, indent=2, sort_keys=True))
+    return path
+
+
+def read_encoder_card(ws: Workspace, encoder: str, version: str | None = None) -> dict:
+    """The card of ``encoder`` (the only version in the workspace unless ``version`` is given)."""
+    import json
+
+    base = ws.artifact_dir("embeddings") / f"encoder={encoder}"
+    versions = sorted(p.parent.name.split("=", 1)[1] for p in base.glob("version=*/encoder.json"))
+    if version is None:
+        if not versions:
+            raise FileNotFoundError(f"no {encoder} embeddings in {ws.root}; run `asd embed --encoder {encoder}` first")
+        if len(versions) > 1:
+            raise ValueError(f"{encoder} has embeddings of several versions ({', '.join(versions)}); pick one with --encoder-version")
+        version = versions[0]
+    elif version not in versions:
+        raise FileNotFoundError(f"no {encoder} embeddings of version {version} in {ws.root} (found: {', '.join(versions) or 'none'})")
+    return json.loads((base / f"version={version}" / "encoder.json").read_text())
+
+
 def embedding_file(ws: Workspace, encoder: Encoder, machine_type: str, dataset: str) -> Path:
     return embeddings_dir(ws, encoder.name, encoder.version) / f"machine_type={machine_type}" / f"dataset={dataset}" / "embeddings.parquet"
 

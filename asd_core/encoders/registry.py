@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from asd_core.encoders.base import Encoder
+from asd_core.encoders.beats import BeatsEncoder
 from asd_core.encoders.spectral import LogMelStats, StftMean
 
-_REGISTRY: dict[str, type[Encoder]] = {cls.name: cls for cls in (StftMean, LogMelStats)}
+_REGISTRY: dict[str, type[Encoder]] = {cls.name: cls for cls in (StftMean, LogMelStats, BeatsEncoder)}
 
 
 def list_encoders() -> list[str]:

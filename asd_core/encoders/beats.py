@@ -1,0 +1,76 @@
+"""BEATs clip embeddings from an official (or compatible) checkpoint given by path."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from asd_core.encoders.base import Encoder
+from asd_core.models.beats_checkpoint import file_hash, load_beats
+
+POOLINGS = ("mean", "time-mean")  # mean over all tokens | temporal mean keeping the frequency patches
+CLIP_MODES = ("full", "pad", "crop", "chunk")
+
+
+class BeatsEncoder(Encoder):
+    """Pooled token features of one BEATs layer (methods.md section 4).
+
+    ``pooling="mean"`` averages all tokens (width dims); ``"time-mean"`` averages over time and
+    keeps the 8 frequency patches (8 x width dims, 6144 for base). ``clip_seconds`` with
+    ``clip_mode`` pads or crops each clip to a fixed length, or (``chunk``) embeds consecutive
+    chunks of that length and averages them; ``full`` uses each clip as it is.
+    """
+
+    name = "beats"
+    distance = "cosine"
+
+    def __init__(self, checkpoint: str, layer: int | None = None, pooling: str = "mean",
+                 clip_seconds: float | None = None, clip_mode: str = "full", device: str | None = None):
+        if checkpoint is None:
+            raise ValueError("the beats encoder needs --checkpoint PATH (e.g. BEATs_iter3_plus_AS2M.pt)")
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
+        if clip_mode not in CLIP_MODES:
+            raise ValueError(f"unknown clip mode {clip_mode!r}; choose one of {', '.join(CLIP_MODES)}")
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model, meta = load_beats(checkpoint, self.device)
+        self.checkpoint_hash = file_hash(checkpoint)
+        n_layers = self.model.cfg.encoder_layers
+        if layer is not None and not 1 <= layer <= n_layers:
+            raise ValueError(f"layer must be in 1..{n_layers} for this checkpoint, got {layer}")
+        self.layer, self.pooling, self.clip_seconds, self.clip_mode = layer, pooling, clip_seconds, clip_mode
+
+    @property
+    def dim(self) -> int:
+        width = self.model.cfg.encoder_embed_dim
+        return width * self.model.freq_patches if self.pooling == "time-mean" else width
+
+    def params(self) -> dict:
+        return {"checkpoint": self.checkpoint_hash, "layer": self.layer, "pooling": self.pooling,
+                "clip_seconds": self.clip_seconds, "clip_mode": self.clip_mode}
+
+    def _segments(self, wave: np.ndarray) -> list[np.ndarray]:
+        if self.clip_mode == "full" or not self.clip_seconds:
+            return [wave]
+        n = int(self.clip_seconds * self.sample_rate)
+        if self.clip_mode == "chunk" and len(wave) > n:
+            return [wave[i : i + n] for i in range(0, len(wave) - n + 1, n)]
+        return [np.pad(wave, (0, max(0, n - len(wave))))[:n]]
+
+    def _pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self.pooling == "mean":
+            return tokens.mean(dim=1)
+        b, n, w = tokens.shape
+        f = self.model.freq_patches
+        return tokens.view(b, n // f, f, w).mean(dim=1).reshape(b, f * w)
+
+    def embed(self, batch: Sequence[np.ndarray]) -> np.ndarray:
+        out = np.empty((len(batch), self.dim), np.float32)
+        with torch.inference_mode():
+            for i, wave in enumerate(batch):
+                segs = torch.from_numpy(np.stack(self._segments(np.asarray(wave, np.float32)))).to(self.device)
+                tokens = self.model(segs, layer=self.layer)
+                out[i] = self._pool(tokens).mean(dim=0).float().cpu().numpy()
+        return out
