@@ -123,7 +123,12 @@ def cmd_embed(args) -> int:
     from flows.embed import embed_flow
 
     options = {}
-    if args.encoder == "beats":
+    if args.encoder == "teacher":
+        from asd_core.config import Workspace
+        from asd_core.training.teacher import latest_teacher
+
+        options = {"model": str(args.model or latest_teacher(Workspace(args.workspace)))}
+    elif args.encoder == "beats":
         options = {"checkpoint": str(args.checkpoint) if args.checkpoint else None, "layer": args.layer,
                    "pooling": args.pooling, "clip_seconds": args.clip_seconds, "clip_mode": args.clip_mode}
     elif args.checkpoint:
@@ -132,6 +137,20 @@ def cmd_embed(args) -> int:
                         threads=args.threads, encoder_options=options)
     print(f"{report['encoder']} (version {report['encoder_version']}, dim {report['dim']}): "
           f"{report['embedded']} clips embedded, {report['reused']} already done")
+    return 0
+
+
+def cmd_train_teacher(args) -> int:
+    from flows.train_teacher import load_config_file, train_teacher_flow
+
+    config = load_config_file(args.config)
+    for key in ("epochs", "batch_size", "lr", "seed", "patience"):
+        if getattr(args, key) is not None:
+            config[key] = getattr(args, key)
+    r = train_teacher_flow(workspace=str(args.workspace), config=config, device=args.device, threads=args.threads)
+    resumed = f", resumed after epoch {r['resumed_from']}" if r["resumed_from"] else ""
+    print(f"teacher {r['model_hash']} in {r['model_dir']}: best epoch {r['best_epoch']} of {r['epochs_run']}{resumed}")
+    print(f"Embed with it:  asd embed --workspace {args.workspace} --encoder teacher --model {r['model_dir']}")
     return 0
 
 
@@ -220,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", default="logmel-stats", choices=list_encoders())
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--threads", type=int, default=None, help="torch/FAISS threads (default: all available cores)")
+    p.add_argument("--model", type=Path, default=None,
+                   help="teacher: folder written by asd train-teacher (default: the newest in the workspace)")
     beats = p.add_argument_group("beats")
     beats.add_argument("--checkpoint", type=Path, default=None, help="BEATs checkpoint file (official layout), e.g. BEATs_iter3_plus_AS2M.pt")
     beats.add_argument("--layer", type=int, default=None, help="transformer layer feeding the embedding (default: last)")
@@ -229,6 +250,21 @@ def build_parser() -> argparse.ArgumentParser:
     beats.add_argument("--clip-mode", choices=["full", "pad", "crop", "chunk"], default="full")
     _add_workspace(p)
     p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("train-teacher", help="train the teacher encoder from scratch (Prefect flow, resumable)",
+                       description="Train a small CNN on log-mel input with an AdaCos auxiliary classification over "
+                                   "machine type / section / attributes, with mixup, early stopping on a validation "
+                                   "split and a checkpoint per epoch. Re-running the same config resumes.")
+    p.add_argument("--config", default=None, help="JSON file with training/model settings (see README)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--patience", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--threads", type=int, default=None)
+    _add_workspace(p)
+    p.set_defaults(func=cmd_train_teacher)
 
     p = sub.add_parser("score", help="score test clips per section and publish the run to DuckDB (Prefect flow)",
                        description="Fit one detector per section on its normal training clips (FAISS indexes under "

@@ -67,10 +67,21 @@ class BeatsEncoder(Encoder):
         return tokens.view(b, n // f, f, w).mean(dim=1).reshape(b, f * w)
 
     def embed(self, batch: Sequence[np.ndarray]) -> np.ndarray:
-        out = np.empty((len(batch), self.dim), np.float32)
+        """Segments of equal length run as one forward pass; each clip averages its segments."""
+        segments, owner = [], []
+        for i, wave in enumerate(batch):
+            for seg in self._segments(np.asarray(wave, np.float32)):
+                segments.append(seg)
+                owner.append(i)
+        pooled = torch.empty((len(segments), self.dim))
+        by_length: dict[int, list[int]] = {}
+        for j, seg in enumerate(segments):
+            by_length.setdefault(len(seg), []).append(j)
         with torch.inference_mode():
-            for i, wave in enumerate(batch):
-                segs = torch.from_numpy(np.stack(self._segments(np.asarray(wave, np.float32)))).to(self.device)
-                tokens = self.model(segs, layer=self.layer)
-                out[i] = self._pool(tokens).mean(dim=0).float().cpu().numpy()
-        return out
+            for idx in by_length.values():
+                x = torch.from_numpy(np.stack([segments[j] for j in idx])).to(self.device)
+                pooled[idx] = self._pool(self.model(x, layer=self.layer)).float().cpu()
+        owner_t = torch.tensor(owner)
+        out = torch.zeros((len(batch), self.dim)).index_add_(0, owner_t, pooled)
+        out /= torch.bincount(owner_t, minlength=len(batch)).clamp(min=1)[:, None]
+        return out.numpy().astype(np.float32)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from asd_core.encoders.base import Encoder
 from asd_core.encoders.beats import BeatsEncoder
 from asd_core.encoders.spectral import LogMelStats, StftMean
+from asd_core.encoders.teacher import TeacherEncoder
 
-_REGISTRY: dict[str, type[Encoder]] = {cls.name: cls for cls in (StftMean, LogMelStats, BeatsEncoder)}
+_REGISTRY: dict[str, type[Encoder]] = {cls.name: cls for cls in (StftMean, LogMelStats, BeatsEncoder, TeacherEncoder)}
 
 
 def list_encoders() -> list[str]:

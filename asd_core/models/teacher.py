@@ -1,0 +1,86 @@
+"""The compact teacher encoder: a small CNN on log-mel frames with an AdaCos classification head."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class TeacherConfig:
+    """Architecture and features; all of it goes into the model hash."""
+
+    n_mels: int = 64
+    n_fft: int = 1024
+    hop_length: int = 256
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    embedding_dim: int = 128
+    sample_rate: int = 16_000
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["channels"] = list(self.channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TeacherConfig":
+        d = dict(d)
+        d["channels"] = tuple(d["channels"])
+        return cls(**d)
+
+
+class LogMel(nn.Module):
+    def __init__(self, cfg: TeacherConfig):
+        super().__init__()
+        import torchaudio
+
+        self.mel = torchaudio.transforms.MelSpectrogram(sample_rate=cfg.sample_rate, n_fft=cfg.n_fft,
+                                                        hop_length=cfg.hop_length, n_mels=cfg.n_mels)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:  # [B, T] -> [B, 1, mels, frames]
+        return torch.log(self.mel(wave) + 1e-6).unsqueeze(1)
+
+
+class TeacherNet(nn.Module):
+    """Waveform -> L2-normalisable embedding. BatchNorm on the input normalises per mel band."""
+
+    def __init__(self, cfg: TeacherConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.features = LogMel(cfg)
+        self.input_norm = nn.BatchNorm2d(1)
+        blocks, c_in = [], 1
+        for c in cfg.channels:
+            blocks += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(),
+                       nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(2)]
+            c_in = c
+        self.blocks = nn.Sequential(*blocks)
+        self.project = nn.Linear(c_in, cfg.embedding_dim)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(self.input_norm(self.features(wave)))
+        x = x.mean(dim=(2, 3))  # global average over frequency and time
+        return self.project(x)
+
+
+class AdaCos(nn.Module):
+    """Cosine logits with the adaptive scale of AdaCos (Zhang et al., 2019), soft targets allowed (mixup)."""
+
+    def __init__(self, dim: int, n_classes: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n_classes, dim) * math.sqrt(2.0 / dim))
+        self.register_buffer("scale", torch.tensor(math.sqrt(2.0) * math.log(max(n_classes - 1, 2))))
+
+    def forward(self, emb: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+        cos = F.linear(F.normalize(emb), F.normalize(self.weight)).clamp(-1 + 1e-7, 1 - 1e-7)
+        if self.training and target is not None:
+            with torch.no_grad():  # the scale follows the batch: median angle of the targets
+                theta = torch.acos(cos)
+                b_avg = (torch.exp(self.scale * cos) * (1 - target)).sum(1).mean()
+                theta_med = torch.quantile((theta * target).sum(1), 0.5)
+                self.scale.copy_(torch.log(b_avg.clamp(min=1e-6)) / torch.cos(torch.clamp(theta_med, max=math.pi / 4)))
+        return self.scale * cos

@@ -1,0 +1,1 @@
+"""Training loops (teacher now; the student follows the same checkpoint/resume pattern)."""

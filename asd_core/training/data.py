@@ -1,0 +1,55 @@
+"""Training clips from the workspace: normal training clips with their class labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from asd_core.config import Workspace
+from asd_core.datasets.audio_io import from_storage
+from asd_core.embedding.embed import audio_partitions
+from asd_core.ingest.layout import all_files
+
+
+@dataclass
+class TrainingSet:
+    clip_ids: list[str]
+    waves: np.ndarray  # [N, samples] float32, padded/cropped to one length
+    labels: list[str]  # class names: machine / section / attributes
+    domains: list[str | None]
+
+
+def class_name(row: dict) -> str:
+    attrs = "_".join(f"{k}={v}" for k, v in sorted(dict(row["attributes"] or {}).items()))
+    return f"{row['machine_type']}/{row['section']}/{attrs}"
+
+
+def fix_length(wave: np.ndarray, n: int) -> np.ndarray:
+    return np.pad(wave, (0, n - len(wave))) if len(wave) < n else wave[:n]
+
+
+def load_training_set(ws: Workspace, clip_seconds: float | None = None, sample_rate: int = 16_000) -> TrainingSet:
+    """All normal training clips of the workspace, each padded or cropped to ``clip_seconds``
+    (default: the median duration)."""
+    meta = {}
+    for path in all_files(ws, "clips"):
+        for r in pq.read_table(path, columns=["clip_id", "machine_type", "section", "split", "domain", "label",
+                                              "attributes", "duration_s"]).to_pylist():
+            if r["split"] == "train" and r["label"] != "anomaly":
+                meta[r["clip_id"]] = r
+    if not meta:
+        raise FileNotFoundError(f"no normal training clips in {ws.root}; run `asd ingest` first")
+    n = int(round((clip_seconds or float(np.median([r["duration_s"] for r in meta.values()]))) * sample_rate))
+    ids, waves = [], []
+    for _, _, path in audio_partitions(ws):
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=64, columns=["clip_id", "waveform"]):
+            for cid, wave in zip(batch.column("clip_id").to_pylist(), batch.column("waveform")):
+                if cid in meta:
+                    ids.append(cid)
+                    waves.append(fix_length(from_storage(wave.values.to_numpy(zero_copy_only=False)), n))
+    order = np.argsort(ids)  # independent of partition order
+    ids = [ids[i] for i in order]
+    return TrainingSet(ids, np.stack([waves[i] for i in order]).astype(np.float32),
+                       [class_name(meta[c]) for c in ids], [meta[c]["domain"] for c in ids])

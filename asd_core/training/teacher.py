@@ -1,0 +1,210 @@
+"""Train the teacher from scratch: auxiliary classification with AdaCos and mixup (methods.md section 1).
+
+Classes are (machine type, section, attribute values), the usual auxiliary task of
+DCASE systems: it forces the embedding to separate operating conditions, so a changed
+machine sound lands away from its normal neighbours. The target domain has only ~10 clips
+per section; as in the DCASE 2022-2023 systems, its attribute combinations are their own
+classes and its clips are oversampled (``target_oversample``) so the classifier does not
+ignore them, and they all stay in training (none go to validation). Validation holds out a
+fixed fraction of source clips, chosen by clip-id hash. Deterministic for a seed, including
+across an interrupted and resumed run: every epoch draws from a generator seeded by
+(seed, epoch), and the checkpoint holds model, head, optimiser and early-stopping state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from asd_core.config import Workspace
+from asd_core.models.teacher import AdaCos, TeacherConfig, TeacherNet
+from asd_core.storage.atomic import atomic_path
+from asd_core.training.data import load_training_set
+
+logger = logging.getLogger("asd.teacher")
+
+
+@dataclass
+class TeacherTrainConfig:
+    model: TeacherConfig = field(default_factory=TeacherConfig)
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    mixup_alpha: float = 0.2  # Beta(alpha, alpha) mixing weights; 0 disables mixup
+    target_oversample: int = 5
+    val_fraction: float = 0.1
+    patience: int = 5
+    clip_seconds: float | None = None
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["model"] = self.model.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TeacherTrainConfig":
+        d = dict(d)
+        d["model"] = TeacherConfig.from_dict(d.get("model", TeacherConfig().to_dict()))
+        return cls(**d)
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    model_hash: str
+    epochs_run: int
+    best_epoch: int
+    history: list[dict]
+    resumed_from: int | None
+
+
+def teacher_dir(ws: Workspace, cfg: TeacherTrainConfig) -> Path:
+    return ws.root / "models" / "teacher" / cfg.key()
+
+
+def _save_torch(obj, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def _is_val(clip_id: str, fraction: float) -> bool:
+    return int(clip_id[:8], 16) % 1000 < fraction * 1000
+
+
+def train_teacher(ws: Workspace, cfg: TeacherTrainConfig, device: str | None = None,
+                  on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainResult:
+    """Train (or resume) the teacher of ``cfg`` in ``<workspace>/models/teacher/<config-hash>/``."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    out = teacher_dir(ws, cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_training_set(ws, cfg.clip_seconds, cfg.model.sample_rate)
+    classes = sorted(set(data.labels))
+    if len(classes) < 2:
+        raise ValueError(f"teacher training needs at least 2 classes (machine/section/attributes), found {classes}")
+    y = np.array([classes.index(c) for c in data.labels])
+    is_val = np.array([d != "target" and _is_val(c, cfg.val_fraction) for c, d in zip(data.clip_ids, data.domains)])
+    train_idx = np.flatnonzero(~is_val)
+    weights = np.where(np.array(data.domains)[train_idx] == "target", cfg.target_oversample, 1)
+    train_idx = np.repeat(train_idx, weights)
+    val_idx = np.flatnonzero(is_val)
+
+    torch.manual_seed(cfg.seed)
+    net, head = TeacherNet(cfg.model).to(device), AdaCos(cfg.model.embedding_dim, len(classes)).to(device)
+    opt = torch.optim.AdamW(list(net.parameters()) + list(head.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    state = {"epoch": 0, "best_val": float("inf"), "best_epoch": 0, "bad_epochs": 0, "history": [], "best": None}
+    ckpt_path, resumed = out / "checkpoint.pt", None
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if ckpt.get("config_key") == cfg.key() and ckpt.get("classes") == classes:
+            net.load_state_dict(ckpt["net"])
+            head.load_state_dict(ckpt["head"])
+            opt.load_state_dict(ckpt["opt"])
+            state = ckpt["state"]
+            resumed = state["epoch"]
+            logger.info("teacher: resuming after epoch %d from %s", resumed, ckpt_path)
+    waves = torch.from_numpy(data.waves)
+    targets = F.one_hot(torch.from_numpy(y), len(classes)).float()
+
+    while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
+        epoch = state["epoch"] + 1
+        gen = np.random.default_rng((cfg.seed, epoch))
+        t0 = time.perf_counter()
+        net.train()
+        head.train()
+        order = gen.permutation(train_idx)
+        losses = []
+        for start in range(0, len(order), cfg.batch_size):
+            idx = order[start : start + cfg.batch_size]
+            x, t = waves[idx].to(device), targets[idx].to(device)
+            if cfg.mixup_alpha > 0 and len(idx) > 1:
+                lam = torch.from_numpy(gen.beta(cfg.mixup_alpha, cfg.mixup_alpha, (len(idx), 1)).astype(np.float32)).to(device)
+                perm = torch.from_numpy(gen.permutation(len(idx))).to(device)
+                x, t = lam * x + (1 - lam) * x[perm], lam * t + (1 - lam) * t[perm]
+            logits = head(net(x), t)
+            loss = -(t * F.log_softmax(logits, dim=1)).sum(1).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        val_loss = _evaluate(net, head, waves, targets, val_idx, cfg.batch_size, device)
+        entry = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss,
+                 "seconds": round(time.perf_counter() - t0, 2), "scale": float(head.scale)}
+        state["history"].append(entry)
+        if val_loss < state["best_val"] - 1e-6:
+            state.update(best_val=val_loss, best_epoch=epoch, bad_epochs=0,
+                         best={k: v.detach().cpu().clone() for k, v in net.state_dict().items()})
+        else:
+            state["bad_epochs"] += 1
+        state["epoch"] = epoch
+        _save_torch({"config_key": cfg.key(), "classes": classes, "net": net.state_dict(), "head": head.state_dict(),
+                     "opt": opt.state_dict(), "state": state}, ckpt_path)
+        logger.info("teacher epoch %d/%d: train loss %.4f, val loss %.4f, %.1f s (%.1f clips/s)", epoch, cfg.epochs,
+                    entry["train_loss"], val_loss, entry["seconds"], len(train_idx) / max(entry["seconds"], 1e-9))
+        if on_epoch_end:
+            on_epoch_end(epoch, entry)
+
+    best = state["best"] or {k: v.cpu() for k, v in net.state_dict().items()}
+    model_hash = _save_model(out, best, cfg, classes, state)
+    return TrainResult(out, model_hash, state["epoch"], state["best_epoch"], state["history"], resumed)
+
+
+def _evaluate(net, head, waves, targets, idx, batch_size, device) -> float:
+    if len(idx) == 0:
+        return float("nan")
+    net.eval()
+    head.eval()
+    total = 0.0
+    with torch.inference_mode():
+        for start in range(0, len(idx), batch_size):
+            b = idx[start : start + batch_size]
+            logits = head(net(waves[b].to(device)))
+            total += F.cross_entropy(logits, targets[b].argmax(1).to(device), reduction="sum").item()
+    return total / len(idx)
+
+
+def _save_model(out: Path, best: dict, cfg: TeacherTrainConfig, classes: list[str], state: dict) -> str:
+    """``model.pt`` (plain state dict, loads with weights_only) + ``config.json`` with its content hash."""
+    buf = io.BytesIO()
+    torch.save(best, buf)
+    blob = buf.getvalue()
+    model_hash = hashlib.sha256(blob).hexdigest()[:16]
+    with atomic_path(out / "model.pt") as tmp:
+        tmp.write_bytes(blob)
+    card = {"model": cfg.model.to_dict(), "train": cfg.to_dict(), "classes": classes, "model_hash": model_hash,
+            "best_epoch": state["best_epoch"], "history": state["history"]}
+    with atomic_path(out / "config.json") as tmp:
+        tmp.write_text(json.dumps(card, indent=2))
+    return model_hash
+
+
+def load_teacher(model_dir: str | Path, device: str = "cpu") -> tuple[TeacherNet, dict]:
+    model_dir = Path(model_dir)
+    card_path = model_dir / "config.json"
+    if not card_path.exists():
+        raise FileNotFoundError(f"{model_dir}: no trained teacher here (config.json missing); run `asd train-teacher`")
+    card = json.loads(card_path.read_text())
+    net = TeacherNet(TeacherConfig.from_dict(card["model"]))
+    net.load_state_dict(torch.load(model_dir / "model.pt", map_location=device, weights_only=True))
+    return net.to(device).eval(), card
+
+
+def latest_teacher(ws: Workspace) -> Path:
+    cards = sorted((ws.root / "models" / "teacher").glob("*/config.json"), key=lambda p: p.stat().st_mtime)
+    if not cards:
+        raise FileNotFoundError(f"no trained teacher in {ws.root}; run `asd train-teacher` first or pass --model")
+    return cards[-1].parent
