@@ -48,16 +48,24 @@ def loo_neighbour_distances(refs: np.ndarray, metric: str, k: int, memory_mb: in
     for start in range(0, n, chunk):
         q = refs[start : start + chunk]
         vals, ids = index.search(q, k + 1)
-        d = from_faiss(vals, metric)
-        rows = np.arange(start, start + q.shape[0])[:, None]
-        is_self = ids == rows
-        # drop self where found, else the farthest of the k+1 (self lost in a tie at distance 0)
-        drop = np.where(is_self.any(1), is_self.argmax(1), k)
-        keep = np.ones_like(is_self)
-        keep[np.arange(q.shape[0]), drop] = False
-        out[start : start + q.shape[0]] = d[keep].reshape(q.shape[0], k)
+        d, _ = drop_self(from_faiss(vals, metric), ids, np.arange(start, start + q.shape[0]))
+        out[start : start + q.shape[0]] = d
     out.sort(axis=1)
     return out
+
+
+def drop_self(d: np.ndarray, ids: np.ndarray, own: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """From k+1 neighbours per row, remove the row's own id (``own[i]``), keeping k.
+
+    Where self is not among them (lost in a tie at distance 0 with a duplicate), the
+    farthest of the k+1 is dropped instead, which leaves the same k distances.
+    """
+    rows, k1 = d.shape
+    is_self = ids == own[:, None]
+    drop = np.where(is_self.any(1), is_self.argmax(1), k1 - 1)
+    keep = np.ones_like(is_self)
+    keep[np.arange(rows), drop] = False
+    return d[keep].reshape(rows, k1 - 1), ids[keep].reshape(rows, k1 - 1)
 
 
 def local_scale(refs: np.ndarray, metric: str, method: str, k: int = 1, r: float = 0.9) -> np.ndarray:

@@ -156,12 +156,7 @@ class Detector:
         vals, ids = self._lof_index.search(x, k + 1 if exclude_self else k)
         d = from_faiss(vals, self.config.metric)
         if exclude_self:
-            rows = np.arange(x.shape[0])[:, None]
-            is_self = ids == rows
-            drop = np.where(is_self.any(1), is_self.argmax(1), k)
-            keep = np.ones_like(is_self)
-            keep[np.arange(x.shape[0]), drop] = False
-            d, ids = d[keep].reshape(-1, k), ids[keep].reshape(-1, k)
+            d, ids = density.drop_self(d, ids, np.arange(x.shape[0]))
         return d, ids
 
     def _lof_lrd_refs(self, x):
