@@ -83,7 +83,6 @@ def ingest_group(
     # Rows of roots not ingested now stay as they are (several roots can feed one dataset).
     kept = {cid: r for cid, r in old_rows.items() if r["root"] not in roots_now}
     to_decode: list[tuple[Candidate, AudioInfo, str, int, str]] = []
-    probed: dict[str, tuple[Candidate, dict | None]] = {}
     for cand in candidates:
         path = cand.path
         prev = old_rows.get(cand.clip_id)
