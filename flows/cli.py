@@ -91,9 +91,10 @@ def cmd_demo(args) -> int:
     print("\nDemo results (official score = harmonic mean of AUC_source, AUC_target and pAUC over sections):\n")
     print(format_table(rows))
     ws = args.workspace
+    best = max(rows, key=lambda r: r["official_score"] or 0)["run_id"] if rows else "RUN_ID"
     print(f"""
 Look further:
-  asd evaluate --workspace {ws} --run {rows[0]['run_id'] if rows else 'RUN_ID'}     per-section table of a run
+  asd evaluate --workspace {ws} --run {best}     per-section table of the best run
   asd sql --workspace {ws} "SELECT * FROM section_metrics"                 any SQL over {ws}/asd.duckdb
   duckdb -readonly {ws}/asd.duckdb                                          the DuckDB CLI, if installed (views: see sql/README.md)
   prefect server start                                                      the Prefect UI with the flow runs (set PREFECT_API_URL)""")
