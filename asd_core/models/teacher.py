@@ -46,10 +46,7 @@ class LogMel(nn.Module):
 
 
 class TeacherNet(nn.Module):
-    """Waveform -> embedding (mean and std of CNN features over time, projected).
-
-    BatchNorm on the input normalises the log-mel energies.
-    """
+    """Waveform -> L2-normalisable embedding. BatchNorm on the input normalises per mel band."""
 
     def __init__(self, cfg: TeacherConfig):
         super().__init__()
@@ -62,14 +59,12 @@ class TeacherNet(nn.Module):
                        nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(2)]
             c_in = c
         self.blocks = nn.Sequential(*blocks)
-        self.project = nn.Linear(2 * c_in, cfg.embedding_dim)
+        self.project = nn.Linear(c_in, cfg.embedding_dim)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        x = self.blocks(self.input_norm(self.features(wave))).mean(dim=2)  # [B, C, frames]
-        # statistics pooling over time: the spread of a feature over the clip carries
-        # modulation and intermittent events (clicks, missing hits) that a mean alone averages away
-        std = x.std(dim=2) if x.shape[2] > 1 else torch.zeros_like(x[..., 0])
-        return self.project(torch.cat([x.mean(dim=2), std], dim=1))
+        x = self.blocks(self.input_norm(self.features(wave)))
+        x = x.mean(dim=(2, 3))  # global average over frequency and time
+        return self.project(x)
 
 
 class AdaCos(nn.Module):
