@@ -135,7 +135,7 @@ def cmd_embed(args) -> int:
     elif args.checkpoint:
         raise ValueError(f"--checkpoint is for --encoder beats, not {args.encoder}")
     report = embed_flow(workspace=str(args.workspace), encoder=args.encoder, batch_size=args.batch_size,
-                        threads=args.threads, encoder_options=options)
+                        threads=args.threads, encoder_options=options, workers=args.workers)
     print(f"{report['encoder']} (version {report['encoder_version']}, dim {report['dim']}): "
           f"{report['embedded']} clips embedded, {report['reused']} already done")
     return 0
@@ -240,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", default="logmel-stats", choices=list_encoders())
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--threads", type=int, default=None, help="torch/FAISS threads (default: all available cores)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="DataLoader worker processes reading audio (default: %(default)s = read in the main process)")
     p.add_argument("--model", type=Path, default=None,
                    help="teacher: folder written by asd train-teacher (default: the newest in the workspace)")
     beats = p.add_argument_group("beats")

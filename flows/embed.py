@@ -16,13 +16,13 @@ from asd_core.runtime import configure_threads
 
 
 @task(retries=1, cache_policy=NO_CACHE, task_run_name="embed-{machine_type}-{dataset}")
-def embed_task(ws: Workspace, encoder, machine_type: str, dataset: str, audio_path: Path, batch_size: int):
-    return embed_partition(ws, encoder, machine_type, dataset, audio_path, batch_size)
+def embed_task(ws: Workspace, encoder, machine_type: str, dataset: str, audio_path: Path, batch_size: int, workers: int):
+    return embed_partition(ws, encoder, machine_type, dataset, audio_path, batch_size, workers)
 
 
 @flow(name="asd-embed")
 def embed_flow(workspace: str = "./asd-workspace", encoder: str = "logmel-stats", batch_size: int = 16,
-               threads: int | None = None, encoder_options: dict | None = None) -> dict:
+               threads: int | None = None, encoder_options: dict | None = None, workers: int = 0) -> dict:
     """Embed every ingested clip with ``encoder``; clips already embedded by this version are skipped.
 
     ``encoder_options`` go to the encoder (``beats``: checkpoint, layer, pooling, clip_seconds, clip_mode).
@@ -36,7 +36,7 @@ def embed_flow(workspace: str = "./asd-workspace", encoder: str = "logmel-stats"
         raise FileNotFoundError(f"no ingested audio in {ws.root}; run `asd ingest` first")
     write_encoder_card(ws, enc)
     # Sequential on purpose: the encoder already uses every core through torch's threads.
-    results = [embed_task(ws, enc, mt, ds, path, batch_size) for mt, ds, path in parts]
+    results = [embed_task(ws, enc, mt, ds, path, batch_size, workers) for mt, ds, path in parts]
     report = {"encoder": enc.name, "encoder_version": enc.version, "dim": enc.dim,
               "embedded": sum(r.embedded for r in results), "reused": sum(r.reused for r in results),
               "partitions": [asdict(r) for r in results]}

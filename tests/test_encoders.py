@@ -58,3 +58,32 @@ def test_nan_embedding_names_the_clip(tmp_path):
     with pytest.raises(EmbeddingError, match="NaN/inf for clip b"):
         embed_partition(ws, Broken(), "fan", "demo", audio)
     assert not list(ws.parquet.rglob("*.parquet"))  # nothing half-written
+
+
+def test_embedding_with_dataloader_workers_equals_in_process(tmp_path):
+    """Worker processes deal out row groups; the embeddings are the same as reading in-process."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from asd_core.config import Workspace
+    from asd_core.embedding import embed_partition
+    from asd_core.schemas import audio_schema
+
+    rng = np.random.default_rng(0)
+    ids = [f"c{i:02d}" for i in range(20)]
+    waves = [rng.integers(-3000, 3000, 8000).astype(np.int16) for _ in ids]
+    audio = tmp_path / "audio.parquet"
+    pq.write_table(pa.table({"clip_id": ids, "sample_rate": pa.array([16000] * 20, pa.int32()),
+                             "waveform": pa.array(waves, pa.list_(pa.int16()))}, schema=audio_schema("int16")),
+                   audio, row_group_size=4)
+    enc = get_encoder("stft-mean")
+    out = {}
+    for workers in (0, 2):
+        ws = Workspace(tmp_path / f"ws{workers}")
+        r = embed_partition(ws, enc, "fan", "d", audio, batch_size=3, workers=workers)
+        assert r.embedded == 20
+        t = pq.read_table(next(ws.parquet.rglob("embeddings.parquet")))
+        out[workers] = dict(zip(t.column("clip_id").to_pylist(), t.column("vector").to_pylist()))
+    assert out[0].keys() == out[2].keys() == set(ids)
+    for cid in ids:
+        np.testing.assert_array_equal(out[0][cid], out[2][cid])
