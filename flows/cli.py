@@ -15,6 +15,8 @@ def _prefect_env() -> None:
     """Defaults for the temporary local Prefect server (set before prefect is imported)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "asd")
+    # library code also logs outside flow runs (make-demo-data, sql): keep those lines local
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
