@@ -27,8 +27,12 @@ class Progress:
         self._log(time.perf_counter(), final=True)
 
     @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    @property
     def rate(self) -> float:
-        elapsed = time.perf_counter() - self.start
+        elapsed = self.elapsed
         return self.done / elapsed if elapsed > 0 else 0.0
 
     def _log(self, now: float, final: bool = False) -> None:

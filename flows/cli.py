@@ -108,17 +108,13 @@ DEMO_NORMALIZATIONS = ("none", "knn", "gwrp")
 
 
 def cmd_sql(args) -> int:
-    from asd_core.storage.catalog import connect
     from asd_core.config import Workspace
+    from asd_core.storage.catalog import connect, query_rows
     from asd_core.textable import format_table
 
     with connect(Workspace(args.workspace), read_only=True) as con:
-        cur = con.execute(args.query)
-        if cur.description is None:
-            return 0
-        cols = [d[0] for d in cur.description]
-        rows = [dict(zip(cols, r)) for r in cur.fetchmany(args.limit)]
-    print(format_table(rows, cols))
+        rows = query_rows(con, args.query, limit=args.limit)
+    print(format_table(rows))
     return 0
 
 

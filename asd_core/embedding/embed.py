@@ -6,6 +6,7 @@ Idempotent per (clip, encoder version): clips already embedded are copied, not r
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import torch
 from asd_core.config import Workspace
 from asd_core.datasets.audio_io import from_storage
 from asd_core.encoders.base import Encoder
+from asd_core.ingest.layout import hive_value
 from asd_core.progress import Progress
 from asd_core.schemas import embeddings_schema
 from asd_core.storage.atomic import atomic_path
@@ -41,8 +43,6 @@ def embeddings_dir(ws: Workspace, encoder: str, version: str) -> Path:
 
 def write_encoder_card(ws: Workspace, encoder: Encoder) -> Path:
     """``encoder.json`` beside the embeddings: what later stages need without loading the model."""
-    import json
-
     path = embeddings_dir(ws, encoder.name, encoder.version) / "encoder.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     card = {"name": encoder.name, "version": encoder.version, "dim": encoder.dim, "distance": encoder.distance,
@@ -54,10 +54,8 @@ def write_encoder_card(ws: Workspace, encoder: Encoder) -> Path:
 
 def read_encoder_card(ws: Workspace, encoder: str, version: str | None = None) -> dict:
     """The card of ``encoder`` (the only version in the workspace unless ``version`` is given)."""
-    import json
-
     base = ws.artifact_dir("embeddings") / f"encoder={encoder}"
-    versions = sorted(p.parent.name.split("=", 1)[1] for p in base.glob("version=*/encoder.json"))
+    versions = sorted(hive_value(p.parent) for p in base.glob("version=*/encoder.json"))
     if version is None:
         if not versions:
             raise FileNotFoundError(f"no {encoder} embeddings in {ws.root}; run `asd embed --encoder {encoder}` first")
@@ -79,10 +77,8 @@ def embedding_files(ws: Workspace, encoder: str, version: str) -> list[Path]:
 
 def audio_partitions(ws: Workspace) -> list[tuple[str, str, Path]]:
     """(machine_type, dataset, path) of every audio partition."""
-    out = []
-    for p in sorted(ws.artifact_dir("audio").glob("machine_type=*/dataset=*/audio.parquet")):
-        out.append((p.parent.parent.name.split("=", 1)[1], p.parent.name.split("=", 1)[1], p))
-    return out
+    return [(hive_value(p.parent.parent), hive_value(p.parent), p)
+            for p in sorted(ws.artifact_dir("audio").glob("machine_type=*/dataset=*/audio.parquet"))]
 
 
 class AudioBatches(torch.utils.data.IterableDataset):
@@ -161,17 +157,12 @@ def embed_partition(ws: Workspace, encoder: Encoder, machine_type: str, dataset:
                 progress.update(len(ids))
     progress.close()
     result.embedded, result.reused = progress.done, len(keep)
-    result.seconds = progress.rate and progress.done / progress.rate
+    result.seconds = progress.elapsed
     return result
 
 
-def load_embeddings(ws: Workspace, encoder: str, version: str) -> tuple[list[str], np.ndarray]:
-    """All clip ids and vectors [N, dim] of one encoder version."""
-    files = embedding_files(ws, encoder, version)
-    if not files:
-        raise FileNotFoundError(f"no embeddings for encoder {encoder} version {version} in {ws.root}; run `asd embed` first")
-    tables = [pq.read_table(p, columns=["clip_id", "vector"]) for p in files]
-    table = pa.concat_tables(tables)
+def read_vectors(files: list[Path]) -> tuple[list[str], np.ndarray]:
+    """Clip ids and vectors [N, dim] of embedding files (all of one encoder version)."""
+    table = pa.concat_tables([pq.read_table(p, columns=["clip_id", "vector"]) for p in files])
     vec = table.column("vector").combine_chunks()
-    dim = vec.type.list_size
-    return table.column("clip_id").to_pylist(), vec.flatten().to_numpy().reshape(-1, dim)
+    return table.column("clip_id").to_pylist(), vec.flatten().to_numpy().reshape(-1, vec.type.list_size)

@@ -20,11 +20,16 @@ def quarantine_file(ws: Workspace, dataset: str) -> Path:
     return ws.artifact_dir("quarantine") / f"dataset={dataset}" / "quarantine.parquet"
 
 
+def hive_value(folder: Path) -> str:
+    """``machine_type=fan`` -> ``fan`` (the value of a Hive-style partition folder)."""
+    return folder.name.split("=", 1)[1]
+
+
 def existing_machine_types(ws: Workspace, dataset: str) -> list[str]:
     folder = ws.artifact_dir("clips") / f"dataset={dataset}"
     if not folder.is_dir():
         return []
-    return sorted(p.name.split("=", 1)[1] for p in folder.glob("machine_type=*") if (p / "clips.parquet").exists())
+    return sorted(hive_value(p) for p in folder.glob("machine_type=*") if (p / "clips.parquet").exists())
 
 
 def all_files(ws: Workspace, artifact: str) -> list[Path]:

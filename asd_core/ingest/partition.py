@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import statistics
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -143,7 +142,7 @@ def ingest_group(
             finally:
                 writer.close()
         progress.close()
-        result.decode_seconds = time.perf_counter() - progress.start
+        result.decode_seconds = progress.elapsed
     rows = sorted([*kept.values(), *new_rows.values()], key=lambda r: (r["root"], r["relative_path"]))
     if rows:
         write_parquet_atomic(pa.Table.from_pylist(rows, schema=CLIPS), cpath, CLIPS)

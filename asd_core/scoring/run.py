@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from asd_core.config import Workspace
-from asd_core.embedding.embed import embeddings_dir
-from asd_core.ingest.layout import all_files
+from asd_core.embedding.embed import embeddings_dir, read_vectors
+from asd_core.ingest.layout import all_files, hive_value
 from asd_core.schemas import CLIPS, SCORES, THRESHOLDS
 from asd_core.scoring import index_store
 from asd_core.scoring.detector import ScoringConfig, make_detector
@@ -65,7 +65,7 @@ def run_id_for(encoder: str, version: str, cfg: ScoringConfig) -> str:
 
 def machine_types_with_embeddings(ws: Workspace, encoder: str, version: str) -> list[str]:
     base = embeddings_dir(ws, encoder, version)
-    return sorted(p.name.split("=", 1)[1] for p in base.glob("machine_type=*") if p.is_dir())
+    return sorted(hive_value(p) for p in base.glob("machine_type=*") if p.is_dir())
 
 
 def load_sections(ws: Workspace, encoder: str, version: str, machine_type: str) -> list[SectionInput]:
@@ -73,10 +73,8 @@ def load_sections(ws: Workspace, encoder: str, version: str, machine_type: str) 
     files = sorted((embeddings_dir(ws, encoder, version) / f"machine_type={machine_type}").glob("*/embeddings.parquet"))
     if not files:
         raise FileNotFoundError(f"no {encoder} embeddings (version {version}) for machine type {machine_type}; run `asd embed` first")
-    table = pa.concat_tables([pq.read_table(p, columns=["clip_id", "vector"]) for p in files])
-    vec = table.column("vector").combine_chunks()
-    vectors = vec.flatten().to_numpy().reshape(-1, vec.type.list_size)
-    row_of = {cid: i for i, cid in enumerate(table.column("clip_id").to_pylist())}
+    clip_ids, vectors = read_vectors(files)
+    row_of = {cid: i for i, cid in enumerate(clip_ids)}
     sections: dict[tuple[str, str], SectionInput] = {}
     ref_rows, test_rows = defaultdict(list), defaultdict(list)
     for path in all_files(ws, "clips"):

@@ -131,7 +131,11 @@ def resolve_run(con, run_id: str | None) -> str:
     return run_id
 
 
-def query_rows(con, sql: str, params=None) -> list[dict]:
+def query_rows(con, sql: str, params=None, limit: int | None = None) -> list[dict]:
+    """Result rows as dicts (at most ``limit``); a statement without a result gives []."""
     cur = con.execute(sql, params or [])
+    if cur.description is None:
+        return []
     cols = [d[0] for d in cur.description]
-    return [dict(zip(cols, row)) for row in cur.fetchall()]
+    rows = cur.fetchall() if limit is None else cur.fetchmany(limit)
+    return [dict(zip(cols, row)) for row in rows]
