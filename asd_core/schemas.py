@@ -89,3 +89,44 @@ THRESHOLDS = pa.schema(
         pa.field("n_references", pa.int64(), nullable=False),
     ]
 )
+
+
+NOISE = pa.schema(
+    [
+        pa.field("noise_id", pa.string(), nullable=False),  # sha256 of the float32 waveform [:16]
+        pa.field("noise_class", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),  # stationary | non-stationary
+        pa.field("held_out", pa.bool_(), nullable=False),  # class never mixed into training (mismatched subset)
+        pa.field("split", pa.string(), nullable=False),  # train | eval (recordings kept out of training)
+        pa.field("source", pa.string(), nullable=False),  # file path, or clip:<clip_id>
+        pa.field("num_samples", pa.int64(), nullable=False),
+        pa.field("waveform", pa.list_(pa.float32()), nullable=False),  # pipeline rate, float32
+    ]
+)
+
+# Provenance shared by training mixtures and noisy test clips: enough to regenerate the audio
+# exactly as clean_gain * clean + noise_gain * noise[(noise_offset + t) % len(noise)].
+_MIX_FIELDS = [
+    pa.field("clip_id", pa.string(), nullable=False),  # the clean clip
+    pa.field("dataset", pa.string(), nullable=False),
+    pa.field("machine_type", pa.string(), nullable=False),
+    pa.field("noise_id", pa.string(), nullable=False),
+    pa.field("noise_class", pa.string(), nullable=False),
+    pa.field("subset", pa.string(), nullable=False),  # stationary | non-stationary | mismatched
+    pa.field("snr_db", pa.float64(), nullable=False),  # requested = measured on the scaled parts
+    pa.field("clean_gain", pa.float64(), nullable=False),
+    pa.field("noise_gain", pa.float64(), nullable=False),
+    pa.field("noise_offset", pa.int64(), nullable=False),
+    pa.field("num_samples", pa.int64(), nullable=False),
+    pa.field("seed", pa.int64(), nullable=False),
+]
+
+MIXTURES = pa.schema(
+    [pa.field("mixture_id", pa.string(), nullable=False)] + _MIX_FIELDS
+    + [pa.field("lam", pa.float64(), nullable=False)]  # weight of teacher(clean) in the alignment target
+)
+
+NOISY_CLIPS = pa.schema(
+    [pa.field("noisy_clip_id", pa.string(), nullable=False)] + _MIX_FIELDS
+    + [pa.field("snr_bin", pa.string(), nullable=False)]  # e.g. "-10..-5"
+)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -88,7 +89,7 @@ def cmd_demo(args) -> int:
             run_ids.append(score_flow(workspace=str(args.workspace), encoder=encoder, normalization=normalization)["run_id"])
     with connect(Workspace(args.workspace), read_only=True) as con:
         rows = query_rows(con, f"""SELECT run_id, encoder, normalization, official_score, hmean_auc_source, hmean_auc_target, hmean_pauc
-                                   FROM run_metrics WHERE dataset = 'demo' AND run_id IN ({', '.join('?' * len(run_ids))})
+                                   FROM run_metrics WHERE dataset = 'demo' AND noise_subset = 'clean' AND run_id IN ({', '.join('?' * len(run_ids))})
                                    ORDER BY encoder, normalization""", run_ids)
     print("\nDemo results (official score = harmonic mean of AUC_source, AUC_target and pAUC over sections):\n")
     print(format_table(rows))
@@ -121,19 +122,31 @@ def cmd_sql(args) -> int:
 def cmd_embed(args) -> int:
     from flows.embed import embed_flow
 
+    from asd_core.config import Workspace
+
     options = {}
     if args.encoder == "teacher":
-        from asd_core.config import Workspace
         from asd_core.training.teacher import latest_teacher
 
         options = {"model": str(args.model or latest_teacher(Workspace(args.workspace)))}
+    elif args.encoder == "student":
+        from asd_core.training.student import latest_student
+
+        options = {"model": str(args.model or latest_student(Workspace(args.workspace)))}
+    elif args.encoder == "oracle":
+        from asd_core.training.teacher import latest_teacher
+
+        teacher = args.checkpoint or args.model or latest_teacher(Workspace(args.workspace))
+        options = {"teacher": str(teacher), "lam": args.lam}
+        if args.checkpoint:
+            options.update(layer=args.layer, pooling=args.pooling)
     elif args.encoder == "beats":
         options = {"checkpoint": str(args.checkpoint) if args.checkpoint else None, "layer": args.layer,
                    "pooling": args.pooling, "clip_seconds": args.clip_seconds, "clip_mode": args.clip_mode}
     elif args.checkpoint:
         raise ValueError(f"--checkpoint is for --encoder beats, not {args.encoder}")
     report = embed_flow(workspace=str(args.workspace), encoder=args.encoder, batch_size=args.batch_size,
-                        threads=args.threads, encoder_options=options, workers=args.workers)
+                        threads=args.threads, encoder_options=options, workers=args.workers, noisy=args.noisy)
     print(f"{report['encoder']} (version {report['encoder_version']}, dim {report['dim']}): "
           f"{report['embedded']} clips embedded, {report['reused']} already done")
     return 0
@@ -146,10 +159,89 @@ def cmd_train_teacher(args) -> int:
     for key in ("epochs", "batch_size", "lr", "seed", "patience"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
-    r = train_teacher_flow(workspace=str(args.workspace), config=config, device=args.device, threads=args.threads)
+    r = train_teacher_flow(workspace=str(args.workspace), config=config, device=args.device, threads=args.threads,
+                           tracking_uri=args.tracking_uri)
     resumed = f", resumed after epoch {r['resumed_from']}" if r["resumed_from"] else ""
     print(f"teacher {r['model_hash']} in {r['model_dir']}: best epoch {r['best_epoch']} of {r['epochs_run']}{resumed}")
     print(f"Embed with it:  asd embed --workspace {args.workspace} --encoder teacher --model {r['model_dir']}")
+    return 0
+
+
+def cmd_train_student(args) -> int:
+    from flows.train_student import train_student_flow
+    from asd_core.textable import format_table
+
+    config = json.loads(Path(args.config).read_text()) if args.config else {}
+    objective = dict(config.get("objective") or {})
+    for key, value in (("objective", args.objective), ("lam", args.lam), ("distance", args.align_distance),
+                       ("tag_weight", args.tag_weight), ("align_weight", args.align_weight)):
+        if value is not None:
+            objective[key] = value
+    config["objective"] = objective
+    for key in ("epochs", "batch_size", "lr", "seed", "patience", "layer"):
+        if getattr(args, key) is not None:
+            config[key] = getattr(args, key)
+    if args.pooling:
+        config["pooling"] = args.pooling
+    teacher = args.teacher
+    if teacher is None:
+        from asd_core.config import Workspace
+        from asd_core.training.teacher import latest_teacher
+
+        teacher = latest_teacher(Workspace(args.workspace))
+    r = train_student_flow(workspace=str(args.workspace), teacher=str(teacher), config=config, device=args.device,
+                           threads=args.threads, tracking_uri=args.tracking_uri, model_name=args.model_name,
+                           evaluate=not args.no_evaluate, register=not args.no_register)
+    resumed = f", resumed after epoch {r['resumed_from']}" if r["resumed_from"] else ""
+    print(f"student ({r['objective']}) {r['model_hash']} in {r['model_dir']}: best epoch {r['best_epoch']} of "
+          f"{r['epochs_run']}{resumed}, {r['steps_per_s']:.2f} steps/s")
+    if r.get("evaluation"):
+        print("\nOfficial score per noise subset and SNR bin:\n" + format_table(r["evaluation"]))
+    if r.get("registered"):
+        reg = r["registered"]
+        print(f"\nregistered {reg['name']} version {reg['version']} (alias challenger), official score {reg['official_score']:.4f}")
+        print(f"Promote it:  asd promote --workspace {args.workspace}")
+    return 0
+
+
+def _tracking(args):
+    from asd_core.tracking.store import TrackingConfig
+
+    return TrackingConfig(uri=args.tracking_uri, model_name=args.model_name)
+
+
+def cmd_register(args) -> int:
+    from asd_core.config import Workspace
+    from asd_core.tracking.registry import register_run
+
+    r = register_run(Workspace(args.workspace), args.run, _tracking(args))
+    print(f"registered {r['name']} version {r['version']} from run {r['run_id']} (alias challenger), "
+          f"official score {r['official_score']}")
+    return 0
+
+
+def cmd_promote(args) -> int:
+    from asd_core.config import Workspace
+    from asd_core.tracking.registry import promote
+
+    r = promote(Workspace(args.workspace), _tracking(args), args.version)
+    champ = "none" if r["champion_version"] is None else f"version {r['champion_version']}: {r['champion_score']:.4f}"
+    print(f"challenger version {r['version']}: {r['challenger_score']:.4f}; champion {champ}")
+    if r["promoted"]:
+        print(f"promoted: {r['name']}@champion -> version {r['version']} ({r['reason']})")
+        return 0
+    print(f"refused: the challenger's official score is below the champion's; champion stays version {r['champion_version']}",
+          file=sys.stderr)
+    return 1
+
+
+def cmd_models(args) -> int:
+    from asd_core.config import Workspace
+    from asd_core.textable import format_table
+    from asd_core.tracking.registry import list_models
+
+    rows = list_models(Workspace(args.workspace), _tracking(args))
+    print(format_table(rows) if rows else f"no versions of {args.model_name}")
     return 0
 
 
@@ -159,7 +251,7 @@ def cmd_score(args) -> int:
     report = score_flow(workspace=str(args.workspace), encoder=args.encoder, normalization=args.normalization,
                         k=args.k, r=args.r, metric=args.metric, threshold_quantile=args.threshold_quantile,
                         index_type=args.index, strict=args.strict, threads=args.threads,
-                        encoder_version=args.encoder_version)
+                        encoder_version=args.encoder_version, noisy=args.noisy)
     print(f"run {report['run_id']}: {report['scored']} test clips in {report['sections']} sections "
           f"({report['encoder']}, {report['normalization']}, {report['params']['metric']}); "
           f"{report['indexes_reused']} indexes re-used")
@@ -172,6 +264,18 @@ def cmd_score(args) -> int:
 def cmd_evaluate(args) -> int:
     from flows.evaluate import evaluate_flow
     from asd_core.textable import format_table
+
+    if args.noise:
+        from asd_core.config import Workspace
+        from asd_core.evaluation.noise import noise_comparison
+
+        rows = noise_comparison(Workspace(args.workspace), [args.run] if args.run else None)
+        if not rows:
+            print("no runs over noisy test clips yet: asd mix, asd embed --noisy, asd score --noisy (or asd train-student)")
+            return 1
+        print("Official score per noise subset and SNR bin (columns: encoder/normalization):\n")
+        print(format_table(rows))
+        return 0
 
     t = evaluate_flow(workspace=str(args.workspace), run_id=args.run)
     run = t["run"]
@@ -188,6 +292,32 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _bins(text: str) -> list[list[float]]:
+    """'-10:-5,-5:0' -> [[-10, -5], [-5, 0]]."""
+    try:
+        return [[float(x) for x in part.split(":")] for part in text.split(",") if part]
+    except ValueError:
+        raise ValueError(f"--eval-bins must look like -10:-5,-5:0,0:5,5:10; got {text!r}") from None
+
+
+def cmd_mix(args) -> int:
+    from asd_core.textable import format_table
+    from flows.mix import mix_flow
+
+    r = mix_flow(workspace=str(args.workspace), noise=str(args.noise) if args.noise else None,
+                 supplemental=not args.no_supplemental, mismatched=args.mismatched.split(",") if args.mismatched else None,
+                 seed=args.seed, snr_min=args.snr_min, snr_max=args.snr_max, mixtures_per_clip=args.mixtures_per_clip,
+                 lam=args.lam, eval_subsets=args.eval_subsets.split(",") if args.eval_subsets else None,
+                 eval_bins=_bins(args.eval_bins) if args.eval_bins else None)
+    print(format_table(r["noise_classes"]))
+    print("\n" + format_table(r["table"]))
+    print(f"\n{r['mixtures']} training mixtures and {r['noisy_clips']} noisy test clips from {r['noise_recordings']} noise "
+          f"recordings; tables mixtures, noisy_clips, noise in {args.workspace}/asd.duckdb")
+    for reason in r["skipped"]:
+        print(f"  not mixed: {reason}", file=sys.stderr)
+    return 0
+
+
 def cmd_export_dcase(args) -> int:
     from asd_core.config import Workspace
     from asd_core.evaluation import export_dcase
@@ -195,6 +325,12 @@ def cmd_export_dcase(args) -> int:
     files = export_dcase(Workspace(args.workspace), args.run, args.out)
     print(f"wrote {len(files)} files under {args.out}")
     return 0
+
+
+def _add_tracking(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default: sqlite store in <workspace>/mlflow/mlflow.db)")
+    p.add_argument("--model-name", default="asd-encoder", help="registered model name (default: %(default)s)")
 
 
 def _add_ingest_options(p: argparse.ArgumentParser) -> None:
@@ -241,9 +377,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0,
                    help="DataLoader worker processes reading audio (default: %(default)s = read in the main process)")
     p.add_argument("--model", type=Path, default=None,
-                   help="teacher: folder written by asd train-teacher (default: the newest in the workspace)")
+                   help="teacher / oracle: folder written by asd train-teacher; student: folder written by asd "
+                        "train-student (default: the newest in the workspace)")
+    p.add_argument("--noisy", action="store_true", help="also embed the noisy test clips of asd mix")
+    p.add_argument("--lam", type=float, default=0.5,
+                   help="oracle: lambda of lam * teacher(clean) + (1 - lam) * teacher(noise) (default: %(default)s)")
     beats = p.add_argument_group("beats")
-    beats.add_argument("--checkpoint", type=Path, default=None, help="BEATs checkpoint file (official layout), e.g. BEATs_iter3_plus_AS2M.pt")
+    beats.add_argument("--checkpoint", type=Path, default=None,
+                       help="BEATs checkpoint file (official layout), e.g. BEATs_iter3_plus_AS2M.pt; oracle: a BEATs teacher")
     beats.add_argument("--layer", type=int, default=None, help="transformer layer feeding the embedding (default: last)")
     beats.add_argument("--pooling", choices=["mean", "time-mean"], default="mean",
                        help="mean over tokens, or temporal mean keeping the 8 frequency patches (default: %(default)s)")
@@ -264,14 +405,87 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default: sqlite store in <workspace>/mlflow/mlflow.db)")
     _add_workspace(p)
     p.set_defaults(func=cmd_train_teacher)
+
+    p = sub.add_parser("train-student", help="train the retain-not-denoise student on mixtures, evaluate, register (Prefect flow)",
+                       description="Copy the teacher into a student and train it on the mixtures of asd mix: tagging BCE "
+                                   "(machine + noise classes) + alignment of student(mixture) to lam * teacher(clean) + "
+                                   "(1 - lam) * teacher(noise). Then score teacher, student and oracle (none, knn) on clean "
+                                   "and noisy test clips, log to MLflow and register the student as challenger.")
+    p.add_argument("--teacher", type=Path, default=None,
+                   help="teacher: folder written by asd train-teacher (default: the newest) or a BEATs checkpoint file")
+    p.add_argument("--objective", choices=["retain", "denoise", "tagging", "alignment"], default=None,
+                   help="retain (default; the paper's), denoise (target teacher(clean)), tagging only, alignment only")
+    p.add_argument("--lam", type=float, default=None, help="lambda of the alignment target (default: the mixtures' lambda, 0.5)")
+    p.add_argument("--align-distance", choices=["mse", "cosine"], default=None, help="alignment distance (default: mse)")
+    p.add_argument("--tag-weight", type=float, default=None, help="weight of the tagging loss (default: 1)")
+    p.add_argument("--align-weight", type=float, default=None, help="weight of the alignment loss (default: 1)")
+    p.add_argument("--config", default=None, help="JSON file of StudentTrainConfig fields (objective nested)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--patience", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--layer", type=int, default=None, help="BEATs teacher: layer feeding the embedding (default: last)")
+    p.add_argument("--pooling", choices=["mean", "time-mean"], default=None, help="BEATs teacher: pooling (default: mean)")
+    p.add_argument("--no-evaluate", action="store_true", help="train only: no scoring runs, no registration")
+    p.add_argument("--no-register", action="store_true", help="evaluate but do not register in MLflow")
+    p.add_argument("--device", default=None)
+    p.add_argument("--threads", type=int, default=None)
+    _add_tracking(p)
+    _add_workspace(p)
+    p.set_defaults(func=cmd_train_student)
+
+    p = sub.add_parser("register", help="register a scoring run in the MLflow model registry (alias challenger)",
+                       description="Bundle the run's encoder, per-section FAISS indexes with rho and its normalisation "
+                                   "config as an MLflow pyfunc that scores WAV files, register it as a new version.")
+    p.add_argument("--run", default=None, metavar="ID", help="scoring run (default: the newest)")
+    _add_tracking(p)
+    _add_workspace(p)
+    p.set_defaults(func=cmd_register)
+
+    p = sub.add_parser("promote", help="move alias champion to the challenger if its official score is at least the champion's")
+    p.add_argument("--version", default=None, help="version to promote (default: the challenger)")
+    _add_tracking(p)
+    _add_workspace(p)
+    p.set_defaults(func=cmd_promote)
+
+    p = sub.add_parser("models", help="list registered model versions with aliases, key metrics and tags")
+    _add_tracking(p)
+    _add_workspace(p)
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("mix", help="build training mixtures and noisy test sets from a noise library (Prefect flow)",
+                       description="Mix clean normal training clips with noise (SNR uniform in [--snr-min, --snr-max]) "
+                                   "and each test clip with held-out noise per subset and SNR bin. Only provenance is "
+                                   "stored (clip, noise, offset, gains, SNR); later stages regenerate the audio exactly.")
+    p.add_argument("--noise", type=Path, default=None,
+                   help="noise folder: one sub-folder of WAV files per class, optional classes.csv (class,kind,held_out)")
+    p.add_argument("--no-supplemental", action="store_true", help="ignore ingested DCASE 2025 supplemental noise clips")
+    p.add_argument("--mismatched", default=None, help="comma-separated noise classes held out of training (default: classes.csv, "
+                                                      "else the last class of each kind)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--snr-min", type=float, default=-10.0)
+    p.add_argument("--snr-max", type=float, default=10.0)
+    p.add_argument("--mixtures-per-clip", type=int, default=1)
+    p.add_argument("--lam", type=float, default=0.5, help="lambda of the alignment target, stored per mixture (default: %(default)s)")
+    p.add_argument("--eval-subsets", default=None, help="comma-separated: stationary,non-stationary,mismatched (default: all)")
+    p.add_argument("--eval-bins", default=None, help="SNR bins of the noisy test sets (default: -10:-5,-5:0,0:5,5:10)")
+    _add_workspace(p)
+    p.set_defaults(func=cmd_mix)
 
     p = sub.add_parser("score", help="score test clips per section and publish the run to DuckDB (Prefect flow)",
                        description="Fit one detector per section on its normal training clips (FAISS indexes under "
                                    "<workspace>/indexes, re-used while unchanged), score the test clips, decide with "
                                    "one threshold per section, and publish runs/scores/thresholds to asd.duckdb.")
-    p.add_argument("--encoder", default="logmel-stats", choices=list_encoders())
+    p.add_argument("--encoder", default="logmel-stats",
+                   help="an encoder with embeddings in the workspace: " + ", ".join(list_encoders()) +
+                        " (students are named student-<objective>) (default: %(default)s)")
+    p.add_argument("--noisy", action="store_true",
+                   help="also score the noisy test clips (asd mix, asd embed --noisy): metrics per noise subset and SNR bin")
     p.add_argument("--encoder-version", default=None, help="which embeddings of the encoder, when several versions exist")
     p.add_argument("--normalization", default="knn", choices=NORMALIZATIONS,
                    help="knn/gwrp: local-density ratio (the proposed method); *-diff: subtractive; the rest: baselines")
@@ -289,6 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="print the evaluator-style metrics of a run (default: the newest)")
     p.add_argument("--run", default=None, metavar="ID")
+    p.add_argument("--noise", action="store_true",
+                   help="compare the runs over noisy test clips: official score per noise subset and SNR bin")
     _add_workspace(p)
     p.set_defaults(func=cmd_evaluate)
 

@@ -10,8 +10,10 @@ from prefect.cache_policies import NO_CACHE
 
 from asd_core.config import Workspace
 from asd_core.embedding import embed_partition
-from asd_core.embedding.embed import audio_partitions, write_encoder_card
+from asd_core.embedding.embed import audio_partitions, embed_noisy_partition, write_encoder_card
 from asd_core.encoders import get_encoder
+from asd_core.mixing.artifacts import noisy_rows_by_partition
+from asd_core.mixing.noise_library import read_noise_library
 from asd_core.runtime import configure_threads
 
 
@@ -20,12 +22,21 @@ def embed_task(ws: Workspace, encoder, machine_type: str, dataset: str, audio_pa
     return embed_partition(ws, encoder, machine_type, dataset, audio_path, batch_size, workers)
 
 
+@task(retries=1, cache_policy=NO_CACHE, task_run_name="embed-noisy-{machine_type}-{dataset}")
+def embed_noisy_task(ws: Workspace, encoder, machine_type: str, dataset: str, audio_path: Path, rows: list, lib,
+                     batch_size: int):
+    return embed_noisy_partition(ws, encoder, machine_type, dataset, audio_path, rows, lib, batch_size)
+
+
 @flow(name="asd-embed")
 def embed_flow(workspace: str = "./asd-workspace", encoder: str = "logmel-stats", batch_size: int = 16,
-               threads: int | None = None, encoder_options: dict | None = None, workers: int = 0) -> dict:
+               threads: int | None = None, encoder_options: dict | None = None, workers: int = 0,
+               noisy: bool = False) -> dict:
     """Embed every ingested clip with ``encoder``; clips already embedded by this version are skipped.
 
-    ``encoder_options`` go to the encoder (``beats``: checkpoint, layer, pooling, clip_seconds, clip_mode).
+    ``encoder_options`` go to the encoder (``beats``: checkpoint, layer, pooling, clip_seconds, clip_mode;
+    ``teacher`` / ``student``: model; ``oracle``: teacher, lam). ``noisy`` also embeds the noisy
+    test clips planned by ``asd mix`` (audio regenerated from provenance).
     """
     log = get_run_logger()
     configure_threads(threads)
@@ -37,6 +48,13 @@ def embed_flow(workspace: str = "./asd-workspace", encoder: str = "logmel-stats"
     write_encoder_card(ws, enc)
     # Sequential on purpose: the encoder already uses every core through torch's threads.
     results = [embed_task(ws, enc, mt, ds, path, batch_size, workers) for mt, ds, path in parts]
+    if noisy:
+        groups = noisy_rows_by_partition(ws)
+        if not groups:
+            raise FileNotFoundError(f"no noisy test clips in {ws.root}; run `asd mix` first")
+        lib = read_noise_library(ws)
+        results += [embed_noisy_task(ws, enc, mt, ds, path, groups[(mt, ds)], lib, batch_size)
+                    for mt, ds, path in parts if (mt, ds) in groups]
     report = {"encoder": enc.name, "encoder_version": enc.version, "dim": enc.dim,
               "embedded": sum(r.embedded for r in results), "reused": sum(r.reused for r in results),
               "partitions": [asdict(r) for r in results]}

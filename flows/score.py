@@ -19,9 +19,10 @@ from asd_core.storage.catalog import publish_run
 
 
 @task(cache_policy=NO_CACHE, task_run_name="score-{machine_type}")
-def score_machine_type(ws: Workspace, encoder: str, version: str, machine_type: str, cfg: ScoringConfig, strict: bool):
+def score_machine_type(ws: Workspace, encoder: str, version: str, machine_type: str, cfg: ScoringConfig, strict: bool,
+                       noisy: bool = False):
     results, skipped = [], []
-    for sec in load_sections(ws, encoder, version, machine_type):
+    for sec in load_sections(ws, encoder, version, machine_type, noisy):
         try:
             results.append(score_section(ws, encoder, version, sec, cfg))
         except ScoringInputError as exc:
@@ -35,11 +36,12 @@ def score_machine_type(ws: Workspace, encoder: str, version: str, machine_type: 
 def score_flow(workspace: str = "./asd-workspace", encoder: str = "logmel-stats", normalization: str = "knn",
                k: int = 1, r: float = 0.9, metric: str | None = None, threshold_quantile: float = 0.9,
                index_type: str = "exact", strict: bool = False, threads: int | None = None,
-               encoder_version: str | None = None) -> dict:
+               encoder_version: str | None = None, noisy: bool = False) -> dict:
     """Score every section's test clips; one run per configuration (re-running replaces its rows).
 
     A section that cannot be scored (no references, fewer than K + 1, ...) is skipped with its
     reason, or fails the run with ``strict``; nothing published changes when the run fails.
+    ``noisy`` also scores the noisy test clips of ``asd mix`` (metrics per noise subset and SNR bin).
     """
     log = get_run_logger()
     configure_threads(threads)
@@ -49,7 +51,7 @@ def score_flow(workspace: str = "./asd-workspace", encoder: str = "logmel-stats"
     cfg = ScoringConfig(normalization=normalization, metric=metric or card["distance"], k=k, r=r,
                         index_type=index_type, threshold_quantile=threshold_quantile)
     machine_types = machine_types_with_embeddings(ws, name, version)
-    futures = [score_machine_type.submit(ws, name, version, mt, cfg, strict) for mt in machine_types]
+    futures = [score_machine_type.submit(ws, name, version, mt, cfg, strict, noisy) for mt in machine_types]
     results, skipped = [], []
     for f in futures:
         res, skip = f.result()
@@ -59,11 +61,12 @@ def score_flow(workspace: str = "./asd-workspace", encoder: str = "logmel-stats"
         log.warning("section skipped: %s", reason)
     if not results:
         raise ScoringInputError("no section could be scored:\n  " + "\n  ".join(skipped))
-    run_id = run_id_for(name, version, cfg)
+    run_id = run_id_for(name, version, cfg, noisy)
     scores_path, thr_path = write_run(ws, run_id, results)
     used = [cid for r in results for cid in r.test_ids]
     run = {"run_id": run_id, "encoder": name, "encoder_version": version, "normalization": cfg.normalization,
-           "params": {**cfg.params(), "data_snapshot": data_snapshot(ws, used), "skipped_sections": skipped},
+           "params": {**cfg.params(), "data_snapshot": data_snapshot(ws, used), "skipped_sections": skipped,
+                      **({"test_set": "clean+noisy"} if noisy else {})},
            "transductive": cfg.transductive}
     publish_run(ws, run, scores_path, thr_path)
     log.info("run %s: %d test clips in %d sections scored (%d indexes re-used), %d sections skipped",

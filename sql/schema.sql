@@ -61,3 +61,51 @@ CREATE TABLE IF NOT EXISTS thresholds (
     n_references BIGINT NOT NULL,
     PRIMARY KEY (run_id, dataset, machine_type, section)
 );
+
+-- Noise library of `asd mix` (waveforms stay in Parquet).
+CREATE TABLE IF NOT EXISTS noise (
+    noise_id    VARCHAR PRIMARY KEY,         -- content hash of the recording
+    noise_class VARCHAR NOT NULL,
+    kind        VARCHAR NOT NULL,            -- stationary | non-stationary
+    held_out    BOOLEAN NOT NULL,            -- class never mixed into training (mismatched subset)
+    split       VARCHAR NOT NULL,            -- train | eval
+    source      VARCHAR NOT NULL,            -- file path or clip:<clip_id>
+    num_samples BIGINT NOT NULL
+);
+
+-- Training mixtures: provenance from which the audio is regenerated exactly.
+CREATE TABLE IF NOT EXISTS mixtures (
+    mixture_id   VARCHAR PRIMARY KEY,
+    clip_id      VARCHAR NOT NULL,           -- clean training clip
+    dataset      VARCHAR NOT NULL,
+    machine_type VARCHAR NOT NULL,
+    noise_id     VARCHAR NOT NULL,
+    noise_class  VARCHAR NOT NULL,
+    subset       VARCHAR NOT NULL,           -- stationary | non-stationary
+    snr_db       DOUBLE NOT NULL,
+    clean_gain   DOUBLE NOT NULL,
+    noise_gain   DOUBLE NOT NULL,
+    noise_offset BIGINT NOT NULL,
+    num_samples  BIGINT NOT NULL,
+    seed         BIGINT NOT NULL,
+    lam          DOUBLE NOT NULL
+);
+
+-- Noisy test clips: each test clip mixed with held-out noise per subset and SNR bin.
+-- Their scores sit in `scores` under noisy_clip_id; scored_clips resolves them.
+CREATE TABLE IF NOT EXISTS noisy_clips (
+    noisy_clip_id VARCHAR PRIMARY KEY,
+    clip_id       VARCHAR NOT NULL,          -- clean test clip
+    dataset       VARCHAR NOT NULL,
+    machine_type  VARCHAR NOT NULL,
+    noise_id      VARCHAR NOT NULL,
+    noise_class   VARCHAR NOT NULL,
+    subset        VARCHAR NOT NULL,          -- stationary | non-stationary | mismatched
+    snr_db        DOUBLE NOT NULL,
+    clean_gain    DOUBLE NOT NULL,
+    noise_gain    DOUBLE NOT NULL,
+    noise_offset  BIGINT NOT NULL,
+    num_samples   BIGINT NOT NULL,
+    seed          BIGINT NOT NULL,
+    snr_bin       VARCHAR NOT NULL           -- '-10..-5', '-5..0', '0..5', '5..10'
+);

@@ -28,7 +28,7 @@ def test_stft_mean_matches_numpy():
 
 
 def test_unknown_encoder_is_a_clear_error():
-    with pytest.raises(ValueError, match="unknown encoder 'beatz'; choose one of beats, logmel-stats, stft-mean"):
+    with pytest.raises(ValueError, match="unknown encoder 'beatz'; choose one of beats, logmel-stats, oracle, stft-mean, student, teacher"):
         get_encoder("beatz")
 
 

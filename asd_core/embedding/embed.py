@@ -46,7 +46,8 @@ def write_encoder_card(ws: Workspace, encoder: Encoder) -> Path:
     path = embeddings_dir(ws, encoder.name, encoder.version) / "encoder.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     card = {"name": encoder.name, "version": encoder.version, "dim": encoder.dim, "distance": encoder.distance,
-            "sample_rate": encoder.sample_rate, "params": encoder.params()}
+            "sample_rate": encoder.sample_rate, "params": encoder.params(),
+            "registry_name": type(encoder).name, "options": getattr(encoder, "options", {})}
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(card, indent=2, sort_keys=True))
     return path
@@ -118,36 +119,59 @@ def embed_partition(ws: Workspace, encoder: Encoder, machine_type: str, dataset:
     ``workers`` > 0 reads the audio in DataLoader worker processes; 0 reads in this process
     (the better choice on 2 cores, where the encoder already uses both).
     """
-    result = EmbedResult(machine_type, dataset)
     out_path = embedding_file(ws, encoder, machine_type, dataset)
-    schema = embeddings_schema(encoder.dim)
     audio_ids = set(pq.read_table(audio_path, columns=["clip_id"]).column("clip_id").to_pylist())
+    return _embed_into(out_path, encoder, audio_ids, lambda done: AudioBatches(audio_path, done, batch_size),
+                       encoder.embed, workers, EmbedResult(machine_type, dataset), f"embed {encoder.name} {dataset}/{machine_type}")
+
+
+def noisy_embedding_file(ws: Workspace, encoder: Encoder, machine_type: str, dataset: str) -> Path:
+    return embedding_file(ws, encoder, machine_type, dataset).with_name("noisy.parquet")
+
+
+def embed_noisy_partition(ws: Workspace, encoder: Encoder, machine_type: str, dataset: str, audio_path: Path,
+                          rows: list[dict], lib, batch_size: int = 16) -> EmbedResult:
+    """Embed the noisy test clips (``noisy_clips`` rows) whose clean clip is in this partition.
+
+    The audio is regenerated from provenance; an encoder with ``embed_parts`` (the oracle)
+    gets the scaled clean and noise parts instead of the mixture.
+    """
+    from asd_core.mixing.render import MixtureBatches
+
+    parts = hasattr(encoder, "embed_parts")
+    embed = (lambda p: encoder.embed_parts(*p)) if parts else encoder.embed
+    return _embed_into(noisy_embedding_file(ws, encoder, machine_type, dataset), encoder, {r["noisy_clip_id"] for r in rows},
+                       lambda done: MixtureBatches(audio_path, rows, lib, "noisy_clip_id", done, batch_size, parts=parts),
+                       embed, 0, EmbedResult(machine_type, dataset), f"embed {encoder.name} noisy {dataset}/{machine_type}")
+
+
+def _embed_into(out_path: Path, encoder: Encoder, wanted: set[str], make_dataset, embed, workers: int,
+                result: EmbedResult, label: str) -> EmbedResult:
+    """Write embeddings of ``wanted`` ids to ``out_path``, keeping rows already there (atomic)."""
+    schema = embeddings_schema(encoder.dim)
     done = set()
     if out_path.exists():
         done = set(pq.read_table(out_path, columns=["clip_id"]).column("clip_id").to_pylist())
-        if done == audio_ids:
+        if done == wanted:
             result.reused = len(done)
             return result
-    keep = done & audio_ids
-    todo = len(audio_ids - done)
-    progress = Progress(f"embed {encoder.name} {dataset}/{machine_type}", todo, "clips")
+    keep = done & wanted
+    progress = Progress(label, len(wanted - done), "clips")
     with atomic_path(out_path) as tmp:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
             if keep:
                 old = pq.read_table(out_path)
                 writer.write_table(old.filter(pa.compute.is_in(old.column("clip_id"), pa.array(sorted(keep)))).cast(schema))
             # spawn, not fork: a fork of a process running Prefect's threads and event loop is not safe
-            loader = torch.utils.data.DataLoader(AudioBatches(audio_path, done, batch_size), batch_size=None,
-                                                 num_workers=workers, collate_fn=_as_is,
+            loader = torch.utils.data.DataLoader(make_dataset(done), batch_size=None, num_workers=workers, collate_fn=_as_is,
                                                  multiprocessing_context="spawn" if workers else None)
-            for ids, arrays in loader:
-                vectors = np.asarray(encoder.embed(arrays), dtype=np.float32)
+            for ids, payload in loader:
+                vectors = np.asarray(embed(payload), dtype=np.float32)
                 if vectors.shape != (len(ids), encoder.dim):
                     raise EmbeddingError(f"encoder {encoder.name} returned shape {vectors.shape}, expected ({len(ids)}, {encoder.dim})")
                 bad = ~np.isfinite(vectors).all(axis=1)
                 if bad.any():
-                    raise EmbeddingError(f"encoder {encoder.name} produced NaN/inf for clip {ids[int(np.flatnonzero(bad)[0])]} "
-                                         f"({dataset}/{machine_type})")
+                    raise EmbeddingError(f"encoder {encoder.name} produced NaN/inf for clip {ids[int(np.flatnonzero(bad)[0])]} ({label})")
                 writer.write_table(pa.Table.from_arrays([
                     pa.array(ids, pa.string()),
                     pa.array([encoder.name] * len(ids), pa.string()),

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from asd_core.encoders.base import Encoder
+from asd_core.models.beats import pool_tokens
 from asd_core.models.beats_checkpoint import file_hash, load_beats
 
 POOLINGS = ("mean", "time-mean")  # mean over all tokens | temporal mean keeping the frequency patches
@@ -60,11 +61,7 @@ class BeatsEncoder(Encoder):
         return [np.pad(wave, (0, max(0, n - len(wave))))[:n]]
 
     def _pool(self, tokens: torch.Tensor) -> torch.Tensor:
-        if self.pooling == "mean":
-            return tokens.mean(dim=1)
-        b, n, w = tokens.shape
-        f = self.model.freq_patches
-        return tokens.view(b, n // f, f, w).mean(dim=1).reshape(b, f * w)
+        return pool_tokens(tokens, self.pooling, self.model.freq_patches)
 
     def embed(self, batch: Sequence[np.ndarray]) -> np.ndarray:
         """Segments of equal length run as one forward pass; each clip averages its segments."""

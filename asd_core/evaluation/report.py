@@ -30,12 +30,12 @@ def evaluation_tables(ws: Workspace, run_id: str | None = None) -> EvaluationTab
     with connect(ws, read_only=True) as con:
         run_id = resolve_run(con, run_id)
         run = query_rows(con, "SELECT * FROM runs WHERE run_id = ?", [run_id])[0]
-        sections = query_rows(con, f"SELECT {', '.join(SECTION_COLUMNS)} FROM section_metrics WHERE run_id = ? ORDER BY ALL", [run_id])
-        summary = query_rows(con, f"SELECT {', '.join(RUN_COLUMNS)} FROM run_metrics WHERE run_id = ? ORDER BY dataset", [run_id])
+        sections = query_rows(con, f"SELECT {', '.join(SECTION_COLUMNS)} FROM section_metrics WHERE run_id = ? AND noise_subset = 'clean' ORDER BY ALL", [run_id])
+        summary = query_rows(con, f"SELECT {', '.join(RUN_COLUMNS)} FROM run_metrics WHERE run_id = ? AND noise_subset = 'clean' ORDER BY dataset", [run_id])
         s2020 = query_rows(con, "SELECT dataset, machine_type, machine_id, n_normal, n_anomaly, auc, pauc "
-                                "FROM section_metrics_2020 WHERE run_id = ? ORDER BY ALL", [run_id])
+                                "FROM section_metrics_2020 WHERE run_id = ? AND noise_subset = 'clean' ORDER BY ALL", [run_id])
         r2020 = query_rows(con, "SELECT dataset, machine_ids, mean_auc, mean_pauc, hmean_auc, hmean_pauc "
-                                "FROM run_metrics_2020 WHERE run_id = ? ORDER BY dataset", [run_id])
+                                "FROM run_metrics_2020 WHERE run_id = ? AND noise_subset = 'clean' ORDER BY dataset", [run_id])
     return EvaluationTables(run_id, run, sections, summary, s2020, r2020)
 
 

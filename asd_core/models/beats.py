@@ -200,3 +200,30 @@ class BEATs(nn.Module):
         if self.predictor is None:
             raise ValueError("this BEATs checkpoint has no classifier (not a fine-tuned model)")
         return torch.sigmoid(self.predictor(self(waveforms)).mean(dim=1))
+
+
+def pool_tokens(tokens: torch.Tensor, pooling: str, freq_patches: int) -> torch.Tensor:
+    """Clip embedding of tokens [B, N, width]: ``mean`` over all tokens, or ``time-mean``
+    (mean over time keeping the frequency patches, [B, freq_patches * width]); methods.md section 4."""
+    if pooling == "mean":
+        return tokens.mean(dim=1)
+    if pooling == "time-mean":
+        b, n, w = tokens.shape
+        return tokens.reshape(b, n // freq_patches, freq_patches, w).mean(dim=1).reshape(b, freq_patches * w)
+    raise ValueError(f"unknown pooling {pooling!r}; choose mean or time-mean")
+
+
+class PooledBEATs(nn.Module):
+    """Waveforms -> pooled embedding of one layer (differentiable: the student's forward)."""
+
+    def __init__(self, model: BEATs, layer: int | None = None, pooling: str = "mean"):
+        super().__init__()
+        self.model, self.layer, self.pooling = model, layer, pooling
+
+    @property
+    def dim(self) -> int:
+        width = self.model.cfg.encoder_embed_dim
+        return width * self.model.freq_patches if self.pooling == "time-mean" else width
+
+    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        return pool_tokens(self.model(waveforms, layer=self.layer), self.pooling, self.model.freq_patches)

@@ -55,6 +55,17 @@ def load(folder: Path, cfg: ScoringConfig, input_hash: str) -> tuple[Detector, f
     return Detector.restore(cfg, index, manifest["dim"], manifest["n_references"]), manifest["threshold"]
 
 
+def load_saved(folder: Path) -> tuple[Detector, float]:
+    """The detector and threshold of an index folder, trusting its manifest (a bundled copy)."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    if manifest.get("version") != MANIFEST_VERSION:
+        raise ValueError(f"{folder}: index manifest version {manifest.get('version')}, expected {MANIFEST_VERSION}")
+    cfg = ScoringConfig(**manifest["config"])
+    index = NormalizedIndex(cfg.metric, manifest["mode"], faiss.read_index(str(folder / "index.faiss")),
+                            np.empty((0, manifest["dim"]), np.float32), np.load(folder / "rho.npy"))
+    return Detector.restore(cfg, index, manifest["dim"], manifest["n_references"]), manifest["threshold"]
+
+
 def save(folder: Path, det: Detector, threshold: float, input_hash: str, counts: dict) -> None:
     """Write index, rho and manifest into a temporary folder, then swap it in."""
     cfg = det.config

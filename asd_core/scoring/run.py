@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from asd_core.config import Workspace
 from asd_core.embedding.embed import embeddings_dir, read_vectors
 from asd_core.ingest.layout import all_files, hive_value
+from asd_core.mixing.artifacts import noisy_rows_by_partition
 from asd_core.schemas import CLIPS, SCORES, THRESHOLDS
 from asd_core.scoring import index_store
 from asd_core.scoring.detector import ScoringConfig, make_detector
@@ -58,8 +59,11 @@ class SectionResult:
     index_reused: bool
 
 
-def run_id_for(encoder: str, version: str, cfg: ScoringConfig) -> str:
-    blob = json.dumps({"encoder": encoder, "version": version, "normalization": cfg.normalization, **cfg.params()}, sort_keys=True)
+def run_id_for(encoder: str, version: str, cfg: ScoringConfig, noisy: bool = False) -> str:
+    """Hash of what defines a run; a run over clean + noisy test clips is another run."""
+    extra = {"test_set": "clean+noisy"} if noisy else {}
+    blob = json.dumps({"encoder": encoder, "version": version, "normalization": cfg.normalization, **cfg.params(), **extra},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -68,15 +72,24 @@ def machine_types_with_embeddings(ws: Workspace, encoder: str, version: str) -> 
     return sorted(hive_value(p) for p in base.glob("machine_type=*") if p.is_dir())
 
 
-def load_sections(ws: Workspace, encoder: str, version: str, machine_type: str) -> list[SectionInput]:
-    """Reference and test embeddings of every section of one machine type."""
-    files = sorted((embeddings_dir(ws, encoder, version) / f"machine_type={machine_type}").glob("*/embeddings.parquet"))
+def load_sections(ws: Workspace, encoder: str, version: str, machine_type: str, noisy: bool = False) -> list[SectionInput]:
+    """Reference and test embeddings of every section of one machine type; with ``noisy`` the
+    noisy versions of the test clips (``asd mix``) join their clean clip's section as test clips."""
+    folder = embeddings_dir(ws, encoder, version) / f"machine_type={machine_type}"
+    files = sorted(folder.glob("*/embeddings.parquet"))
     if not files:
         raise FileNotFoundError(f"no {encoder} embeddings (version {version}) for machine type {machine_type}; run `asd embed` first")
+    if noisy:
+        noisy_files = sorted(folder.glob("*/noisy.parquet"))
+        if not noisy_files:
+            raise FileNotFoundError(f"no {encoder} embeddings of noisy test clips for machine type {machine_type}; "
+                                    f"run `asd mix`, then `asd embed --noisy`")
+        files += noisy_files
     clip_ids, vectors = read_vectors(files)
     row_of = {cid: i for i, cid in enumerate(clip_ids)}
     sections: dict[tuple[str, str], SectionInput] = {}
     ref_rows, test_rows = defaultdict(list), defaultdict(list)
+    section_of = {}
     for path in all_files(ws, "clips"):
         if path.parent.name != f"machine_type={machine_type}":
             continue
@@ -92,6 +105,14 @@ def load_sections(ws: Workspace, encoder: str, version: str, machine_type: str) 
             elif c["split"] == "test":
                 sec.test_ids.append(c["clip_id"])
                 test_rows[key].append(row_of[c["clip_id"]])
+                section_of[c["clip_id"]] = key
+    if noisy:
+        for rows in noisy_rows_by_partition(ws).values():
+            for r in rows:
+                key = section_of.get(r["clip_id"])
+                if key is not None and r["noisy_clip_id"] in row_of:
+                    sections[key].test_ids.append(r["noisy_clip_id"])
+                    test_rows[key].append(row_of[r["noisy_clip_id"]])
     for key, sec in sections.items():
         sec.refs = vectors[ref_rows[key]] if ref_rows[key] else np.empty((0, vectors.shape[1]), np.float32)
         sec.tests = vectors[test_rows[key]] if test_rows[key] else np.empty((0, vectors.shape[1]), np.float32)

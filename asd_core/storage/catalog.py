@@ -115,6 +115,21 @@ def publish_run(ws: Workspace, run: dict, scores_path: Path, thresholds_path: Pa
             raise
 
 
+def publish_mix(ws: Workspace, noise_path: Path, mixtures_path: Path, noisy_path: Path) -> None:
+    """Replace the ``noise``, ``mixtures`` and ``noisy_clips`` tables in one transaction."""
+    with connect(ws) as con:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for table, path, columns in (("noise", noise_path, "* EXCLUDE (waveform)"), ("mixtures", mixtures_path, "*"),
+                                         ("noisy_clips", noisy_path, "*")):
+                con.execute(f"DELETE FROM {table}")
+                con.execute(f"INSERT INTO {table} BY NAME SELECT {columns} FROM read_parquet({_files_sql([path])})")
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+
+
 class UnknownRunError(ValueError):
     pass
 

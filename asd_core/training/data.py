@@ -42,14 +42,19 @@ def load_training_set(ws: Workspace, clip_seconds: float | None = None, sample_r
     if not meta:
         raise FileNotFoundError(f"no normal training clips in {ws.root}; run `asd ingest` first")
     n = int(round((clip_seconds or float(np.median([r["duration_s"] for r in meta.values()]))) * sample_rate))
-    ids, waves = [], []
+    found = read_waves(ws, set(meta), lambda w: fix_length(w, n))
+    ids = sorted(found)  # independent of partition order
+    return TrainingSet(ids, np.stack([found[c] for c in ids]).astype(np.float32),
+                       [class_name(meta[c]) for c in ids], [meta[c]["domain"] for c in ids])
+
+
+def read_waves(ws: Workspace, wanted: set[str], transform=None) -> dict[str, np.ndarray]:
+    """float32 waveforms of the ``wanted`` clip ids (streamed from the audio partitions)."""
+    out = {}
     for _, _, path in audio_partitions(ws):
         for batch in pq.ParquetFile(path).iter_batches(batch_size=64, columns=["clip_id", "waveform"]):
             for cid, wave in zip(batch.column("clip_id").to_pylist(), batch.column("waveform")):
-                if cid in meta:
-                    ids.append(cid)
-                    waves.append(fix_length(from_storage(wave.values.to_numpy(zero_copy_only=False)), n))
-    order = np.argsort(ids)  # independent of partition order
-    ids = [ids[i] for i in order]
-    return TrainingSet(ids, np.stack([waves[i] for i in order]).astype(np.float32),
-                       [class_name(meta[c]) for c in ids], [meta[c]["domain"] for c in ids])
+                if cid in wanted:
+                    w = from_storage(wave.values.to_numpy(zero_copy_only=False))
+                    out[cid] = transform(w) if transform else w
+    return out

@@ -1,0 +1,47 @@
+"""Where ``asd mix`` writes its artifacts, and readers for later stages."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from asd_core.config import Workspace
+from asd_core.mixing.noise_library import NoiseLibrary, noise_file, noise_table
+from asd_core.mixing.plan import MixPlan
+from asd_core.schemas import MIXTURES, NOISE, NOISY_CLIPS
+from asd_core.storage.atomic import write_parquet_atomic
+
+
+def mixtures_file(ws: Workspace) -> Path:
+    return ws.artifact_dir("mixtures") / "mixtures.parquet"
+
+
+def noisy_clips_file(ws: Workspace) -> Path:
+    return ws.artifact_dir("noisy_clips") / "noisy_clips.parquet"
+
+
+def write_mix_outputs(ws: Workspace, lib: NoiseLibrary, plan: MixPlan) -> list[Path]:
+    """Noise library, mixtures and noisy clips, each written atomically."""
+    return [write_parquet_atomic(noise_table(lib), noise_file(ws), NOISE),
+            write_parquet_atomic(plan.mixtures, mixtures_file(ws), MIXTURES),
+            write_parquet_atomic(plan.noisy_clips, noisy_clips_file(ws), NOISY_CLIPS)]
+
+
+def read_mixtures(ws: Workspace) -> list[dict]:
+    path = mixtures_file(ws)
+    if not path.exists():
+        raise FileNotFoundError(f"no training mixtures in {ws.root}; run `asd mix` first")
+    return pq.read_table(path, schema=MIXTURES).to_pylist()
+
+
+def noisy_rows_by_partition(ws: Workspace) -> dict[tuple[str, str], list[dict]]:
+    """Noisy test clips grouped by the (machine_type, dataset) audio partition of their clean clip."""
+    path = noisy_clips_file(ws)
+    if not path.exists():
+        return {}
+    out: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in pq.read_table(path, schema=NOISY_CLIPS).to_pylist():
+        out[(r["machine_type"], r["dataset"])].append(r)
+    return dict(out)

@@ -1,0 +1,144 @@
+"""Plan training mixtures and noisy test sets: every choice drawn from a seeded generator and
+stored as provenance, so the audio is regenerated exactly (render.py) instead of stored.
+
+Training mixtures: each normal training clip x ``mixtures_per_clip``, a noise recording of the
+training split of a seen class (subset stationary or non-stationary), SNR uniform in
+``snr_range``. Noisy test sets: each test clip x evaluation subset x SNR bin, a held-out
+recording (eval split, or a held-out class for ``mismatched``), SNR uniform within the bin.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from asd_core.config import Workspace
+from asd_core.datasets.audio_io import from_storage
+from asd_core.embedding.embed import audio_partitions
+from asd_core.ingest.layout import all_files
+from asd_core.mixing.noise_library import KINDS, NoiseLibrary, NoiseLibraryConfig
+from asd_core.mixing.snr import MixingError, gains_for_snr, noise_segment
+from asd_core.progress import Progress
+from asd_core.schemas import MIXTURES, NOISY_CLIPS
+
+EVAL_SUBSETS = KINDS + ("mismatched",)
+DEFAULT_BINS = ((-10.0, -5.0), (-5.0, 0.0), (0.0, 5.0), (5.0, 10.0))
+
+
+@dataclass(frozen=True)
+class MixConfig:
+    """Parameters of ``asd mix`` (methods.md section 3: SNR grid, noise subsets, lambda)."""
+
+    seed: int = 0
+    snr_range: tuple[float, float] = (-10.0, 10.0)
+    mixtures_per_clip: int = 1
+    lam: float = 0.5
+    train_subsets: tuple[str, ...] = KINDS
+    eval_bins: tuple[tuple[float, float], ...] = DEFAULT_BINS
+    eval_subsets: tuple[str, ...] = EVAL_SUBSETS
+    noise: NoiseLibraryConfig = field(default_factory=NoiseLibraryConfig)
+
+    def __post_init__(self) -> None:
+        lo, hi = self.snr_range
+        if not lo <= hi:
+            raise MixingError(f"SNR range must have low <= high, got {self.snr_range}")
+        if not 0.0 <= self.lam <= 1.0:
+            raise MixingError(f"lambda must be in [0, 1], got {self.lam}")
+        if self.mixtures_per_clip < 0:
+            raise MixingError(f"mixtures per clip must be >= 0, got {self.mixtures_per_clip}")
+        for s in self.train_subsets:
+            if s not in KINDS:
+                raise MixingError(f"training subset must be one of {', '.join(KINDS)}, got {s!r}")
+        for s in self.eval_subsets:
+            if s not in EVAL_SUBSETS:
+                raise MixingError(f"evaluation subset must be one of {', '.join(EVAL_SUBSETS)}, got {s!r}")
+        for lo, hi in self.eval_bins:
+            if not lo < hi:
+                raise MixingError(f"SNR bin must have low < high, got ({lo}, {hi})")
+
+
+def bin_label(lo: float, hi: float) -> str:
+    return f"{lo:g}..{hi:g}"
+
+
+def _rng(seed: int, *parts) -> np.random.Generator:
+    return np.random.default_rng([seed] + [zlib.crc32(str(p).encode()) for p in parts])
+
+
+def _row_id(*parts) -> str:
+    return hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:16]
+
+
+@dataclass
+class MixPlan:
+    mixtures: pa.Table
+    noisy_clips: pa.Table
+    skipped: list[str]  # clips that could not be mixed, with the reason
+
+
+def _draw(rng, lib: NoiseLibrary, pool: list[int], clean: np.ndarray, lo: float, hi: float) -> dict:
+    i = pool[int(rng.integers(len(pool)))]
+    snr = float(rng.uniform(lo, hi))
+    offset = int(rng.integers(len(lib.waves[i])))
+    gains = gains_for_snr(clean, noise_segment(lib.waves[i], len(clean), offset), snr)
+    return {"noise_id": lib.ids[i], "noise_class": lib.classes[i], "subset": lib.kinds[i] if not lib.held_out[i] else "mismatched",
+            "snr_db": snr, "clean_gain": gains.clean, "noise_gain": gains.noise, "noise_offset": offset,
+            "num_samples": len(clean)}
+
+
+def plan_mixtures(ws: Workspace, lib: NoiseLibrary, cfg: MixConfig) -> MixPlan:
+    """Provenance rows of every training mixture and noisy test clip (reads each clean clip once)."""
+    train_pools = {s: lib.pool(s, "train") for s in cfg.train_subsets}
+    train_pools = {s: p for s, p in train_pools.items() if p}
+    eval_pools = {s: lib.pool(s, "eval") for s in cfg.eval_subsets}
+    missing = [s for s, p in eval_pools.items() if not p]
+    if missing:
+        raise MixingError(f"no held-out noise recordings for evaluation subset(s) {', '.join(missing)}; "
+                          "add recordings to those classes or leave the subsets out")
+    if cfg.mixtures_per_clip and not train_pools:
+        raise MixingError("no training noise recordings (every class is held out or has a single recording in eval)")
+    meta = {}
+    for path in all_files(ws, "clips"):
+        for r in pq.read_table(path, columns=["clip_id", "dataset", "machine_type", "split", "label"]).to_pylist():
+            if r["split"] == "test" or (r["split"] == "train" and r["label"] != "anomaly"):
+                meta[r["clip_id"]] = r
+    if not meta:
+        raise FileNotFoundError(f"no ingested train/test clips in {ws.root}; run `asd ingest` first")
+    mixtures, noisy, skipped = [], [], []
+    subsets = sorted(train_pools)
+    progress = Progress("mix: plan", len(meta), "clips")
+    for _, _, path in audio_partitions(ws):
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=64, columns=["clip_id", "waveform"]):
+            for cid, wave in zip(batch.column("clip_id").to_pylist(), batch.column("waveform")):
+                r = meta.get(cid)
+                if r is None:
+                    continue
+                clean = from_storage(wave.values.to_numpy(zero_copy_only=False))
+                base = {"clip_id": cid, "dataset": r["dataset"], "machine_type": r["machine_type"], "seed": cfg.seed}
+                try:
+                    if r["split"] == "train":
+                        for j in range(cfg.mixtures_per_clip):
+                            rng = _rng(cfg.seed, "train", cid, j)
+                            subset = subsets[int(rng.integers(len(subsets)))]
+                            row = {**base, **_draw(rng, lib, train_pools[subset], clean, *cfg.snr_range), "lam": cfg.lam}
+                            row["mixture_id"] = _row_id(cid, row["noise_id"], repr(row["snr_db"]), row["noise_offset"], cfg.lam)
+                            mixtures.append(row)
+                    else:
+                        for subset in cfg.eval_subsets:
+                            for lo, hi in cfg.eval_bins:
+                                rng = _rng(cfg.seed, "eval", cid, subset, lo, hi)
+                                row = {**base, **_draw(rng, lib, eval_pools[subset], clean, lo, hi), "snr_bin": bin_label(lo, hi)}
+                                row["subset"] = subset
+                                row["noisy_clip_id"] = _row_id(cid, subset, row["noise_id"], repr(row["snr_db"]), row["noise_offset"])
+                                noisy.append(row)
+                except MixingError as exc:
+                    skipped.append(f"{r['dataset']}/{r['machine_type']} clip {cid}: {exc}")
+                progress.update()
+    progress.close()
+    return MixPlan(pa.Table.from_pylist(mixtures, schema=MIXTURES), pa.Table.from_pylist(noisy, schema=NOISY_CLIPS), skipped)

@@ -1,0 +1,246 @@
+"""Train the retain-not-denoise student on the mixtures of ``asd mix`` (methods.md section 3).
+
+The student starts as a copy of the frozen teacher. Each mixture m = g_c c + g_n n is
+regenerated from provenance; the teacher embeds the scaled parts g_c c and g_n n once (it
+is frozen, so its targets are computed before training and cached), the student embeds m.
+Loss and variants: training/objectives.py. A validation split of mixtures (by id hash)
+drives early stopping; every epoch writes a checkpoint, and a re-run resumes from it.
+Deterministic for a seed, including across a resume (per-epoch generators and torch seeds).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from asd_core.config import Workspace
+from asd_core.mixing.artifacts import read_mixtures
+from asd_core.mixing.noise_library import read_noise_library
+from asd_core.mixing.render import render
+from asd_core.storage.atomic import atomic_path
+from asd_core.training.backbone import Backbone, load_backbone, save_backbone_weights
+from asd_core.training.data import fix_length, read_waves
+from asd_core.training.objectives import ObjectiveConfig, student_loss
+
+logger = logging.getLogger("asd.student")
+
+
+@dataclass
+class StudentTrainConfig:
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float = 1e-4  # fine-tuning a trained encoder: small steps
+    weight_decay: float = 1e-4
+    val_fraction: float = 0.1
+    patience: int = 3
+    clip_seconds: float | None = None  # default: the median mixture length
+    seed: int = 0
+    layer: int | None = None  # BEATs teacher: layer feeding the embedding (default: last)
+    pooling: str = "mean"  # BEATs teacher: mean | time-mean
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["objective"] = {k: v for k, v in asdict(self.objective).items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StudentTrainConfig":
+        d = dict(d)
+        d["objective"] = ObjectiveConfig(**d.get("objective", {}))
+        return cls(**d)
+
+
+@dataclass
+class StudentResult:
+    model_dir: Path
+    model_hash: str
+    epochs_run: int
+    best_epoch: int
+    history: list[dict]
+    resumed_from: int | None
+    steps_per_s: float
+
+
+def _hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def student_dir(ws: Workspace, key: str) -> Path:
+    return ws.root / "models" / "student" / key
+
+
+def _is_val(mixture_id: str, fraction: float) -> bool:
+    return int(mixture_id[:8], 16) % 1000 < fraction * 1000
+
+
+@torch.inference_mode()
+def _embed_all(net: nn.Module, waves: np.ndarray, batch_size: int, device: str) -> torch.Tensor:
+    return torch.cat([net(torch.from_numpy(waves[i : i + batch_size]).to(device)).float().cpu()
+                      for i in range(0, len(waves), batch_size)])
+
+
+def train_student(ws: Workspace, teacher_path: str | Path, cfg: StudentTrainConfig, device: str | None = None,
+                  on_epoch_end: Callable[[int, dict], None] | None = None) -> StudentResult:
+    """Train (or resume) a student of ``teacher_path`` in ``<workspace>/models/student/<key>/``."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    teacher = load_backbone(teacher_path, device, cfg.layer, cfg.pooling)
+    teacher.net.eval()
+    mixtures = sorted(read_mixtures(ws), key=lambda r: r["mixture_id"])
+    if not mixtures:
+        raise ValueError(f"no training mixtures in {ws.root}: `asd mix` planned none (is --mixtures-per-clip 0?)")
+    lib = read_noise_library(ws)
+    key = _hash({"cfg": cfg.to_dict(), "teacher": teacher.source_hash, "mixtures": [r["mixture_id"] for r in mixtures]})
+    out = student_dir(ws, key)
+    out.mkdir(parents=True, exist_ok=True)
+
+    n = int(round((cfg.clip_seconds or float(np.median([r["num_samples"] for r in mixtures]) / 16_000)) * 16_000))
+    clean = read_waves(ws, {r["clip_id"] for r in mixtures})
+    missing = sorted({r["clip_id"] for r in mixtures} - set(clean))
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} clean clips of the mixtures are no longer in the workspace "
+                                f"(e.g. {missing[0]}); run `asd mix` again")
+    machine_tags = sorted({r["machine_type"] for r in mixtures})
+    noise_tags = sorted({r["noise_class"] for r in mixtures})
+    tags = [f"machine:{m}" for m in machine_tags] + [f"noise:{c}" for c in noise_tags]
+    tag_targets = torch.zeros(len(mixtures), len(tags))
+    for i, r in enumerate(mixtures):
+        tag_targets[i, tags.index(f"machine:{r['machine_type']}")] = 1
+        tag_targets[i, tags.index(f"noise:{r['noise_class']}")] = 1
+
+    def parts(idx) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ms, cs, ns = [], [], []
+        for i in idx:
+            m, c, nz = render(mixtures[i], clean[mixtures[i]["clip_id"]], lib)
+            ms.append(fix_length(m, n))
+            cs.append(fix_length(c, n))
+            ns.append(fix_length(nz, n))
+        return np.stack(ms), np.stack(cs), np.stack(ns)
+
+    # Frozen teacher: its embeddings of the scaled clean and noise parts are fixed targets.
+    t0 = time.perf_counter()
+    t_clean, t_noise = [], []
+    for start in range(0, len(mixtures), cfg.batch_size):
+        _, cs, ns = parts(range(start, min(start + cfg.batch_size, len(mixtures))))
+        t_clean.append(_embed_all(teacher.net, cs, cfg.batch_size, device))
+        t_noise.append(_embed_all(teacher.net, ns, cfg.batch_size, device))
+    t_clean, t_noise = torch.cat(t_clean), torch.cat(t_noise)
+    logger.info("student: teacher targets for %d mixtures in %.1f s", len(mixtures), time.perf_counter() - t0)
+
+    is_val = np.array([_is_val(r["mixture_id"], cfg.val_fraction) for r in mixtures])
+    train_idx, val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
+    torch.manual_seed(cfg.seed)
+    student: Backbone = teacher.copy()
+    for p in student.net.parameters():
+        p.requires_grad_(True)
+    head = nn.Linear(student.dim, len(tags)).to(device)
+    opt = torch.optim.AdamW(list(student.net.parameters()) + list(head.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    state = {"epoch": 0, "best_val": float("inf"), "best_epoch": 0, "bad_epochs": 0, "history": [], "best": None}
+    ckpt_path, resumed = out / "checkpoint.pt", None
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if ckpt.get("key") == key:
+            student.net.load_state_dict(ckpt["net"])
+            head.load_state_dict(ckpt["head"])
+            opt.load_state_dict(ckpt["opt"])
+            state = ckpt["state"]
+            resumed = state["epoch"]
+            logger.info("student: resuming after epoch %d from %s", resumed, ckpt_path)
+
+    def batch_loss(idx):
+        ms, _, _ = parts(idx)
+        emb = student.net(torch.from_numpy(ms).to(device))
+        return student_loss(emb, head(emb), tag_targets[idx].to(device), t_clean[idx].to(device),
+                            t_noise[idx].to(device), cfg.objective)
+
+    while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
+        epoch = state["epoch"] + 1
+        gen = np.random.default_rng((cfg.seed, epoch))
+        torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout etc.: same draws after a resume
+        t0 = time.perf_counter()
+        student.net.train()
+        head.train()
+        sums, steps = {"loss": 0.0, "tag_loss": 0.0, "align_loss": 0.0}, 0
+        order = gen.permutation(train_idx)
+        for start in range(0, len(order), cfg.batch_size):
+            loss, part = batch_loss(order[start : start + cfg.batch_size])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sums["loss"] += loss.item()
+            sums["tag_loss"] += part["tag_loss"]
+            sums["align_loss"] += part["align_loss"]
+            steps += 1
+        seconds = time.perf_counter() - t0
+        val_loss = _validate(student.net, head, val_idx, cfg.batch_size, batch_loss)
+        entry = {"epoch": epoch, "train_loss": sums["loss"] / max(steps, 1), "train_tag_loss": sums["tag_loss"] / max(steps, 1),
+                 "train_align_loss": sums["align_loss"] / max(steps, 1), "val_loss": val_loss,
+                 "seconds": round(seconds, 2), "steps_per_s": steps / max(seconds, 1e-9)}
+        state["history"].append(entry)
+        monitored = val_loss if np.isfinite(val_loss) else entry["train_loss"]
+        if monitored < state["best_val"] - 1e-7:
+            state.update(best_val=monitored, best_epoch=epoch, bad_epochs=0,
+                         best={k: v.detach().cpu().clone() for k, v in student.net.state_dict().items()})
+        else:
+            state["bad_epochs"] += 1
+        state["epoch"] = epoch
+        with atomic_path(ckpt_path) as tmp:
+            torch.save({"key": key, "net": student.net.state_dict(), "head": head.state_dict(), "opt": opt.state_dict(),
+                        "state": state}, tmp)
+        logger.info("student epoch %d/%d: loss %.4f (tag %.4f, align %.4f), val %.4f, %.1f s (%.2f steps/s)", epoch, cfg.epochs,
+                    entry["train_loss"], entry["train_tag_loss"], entry["train_align_loss"], val_loss, seconds, entry["steps_per_s"])
+        if on_epoch_end:
+            on_epoch_end(epoch, entry)
+
+    if state["best"] is not None:
+        student.net.load_state_dict(state["best"])
+    model_hash = _save_student(out, student, teacher, cfg, tags, state, key)
+    rates = [h["steps_per_s"] for h in state["history"]]
+    return StudentResult(out, model_hash, state["epoch"], state["best_epoch"], state["history"], resumed,
+                         float(np.mean(rates)) if rates else 0.0)
+
+
+def _validate(net, head, idx, batch_size, batch_loss) -> float:
+    if len(idx) == 0:
+        return float("nan")
+    net.eval()
+    head.eval()
+    total = 0.0
+    with torch.inference_mode():
+        for start in range(0, len(idx), batch_size):
+            b = idx[start : start + batch_size]
+            total += batch_loss(b)[0].item() * len(b)
+    return total / len(idx)
+
+
+def _save_student(out: Path, student: Backbone, teacher: Backbone, cfg: StudentTrainConfig, tags: list[str],
+                  state: dict, key: str) -> str:
+    """``model.pt`` (teacher layout or BEATs official layout) + ``config.json`` with the weights' hash."""
+    path = save_backbone_weights(student, out)
+    model_hash = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    card = {"kind": "student", "key": key, "objective": cfg.objective.objective, "teacher": teacher.describe(),
+            "teacher_model": student.net.cfg.to_dict() if teacher.kind == "teacher" else None,
+            "train": cfg.to_dict(), "objective_config": cfg.objective.to_dict(), "tags": tags, "model_hash": model_hash,
+            "embedding_dim": student.dim, "best_epoch": state["best_epoch"], "history": state["history"]}
+    with atomic_path(out / "config.json") as tmp:
+        tmp.write_text(json.dumps(card, indent=2))
+    return model_hash
+
+
+def latest_student(ws: Workspace, objective: str | None = None) -> Path:
+    cards = sorted((ws.root / "models" / "student").glob("*/config.json"), key=lambda p: p.stat().st_mtime)
+    if objective:
+        cards = [c for c in cards if json.loads(c.read_text()).get("objective") == objective]
+    if not cards:
+        raise FileNotFoundError(f"no trained {objective or ''} student in {ws.root}; run `asd train-student` first or pass --model")
+    return cards[-1].parent
