@@ -4,6 +4,7 @@ or a BEATs checkpoint (a file), as one differentiable waveform -> embedding modu
 from __future__ import annotations
 
 import copy
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,16 +48,22 @@ def load_backbone(path: str | Path, device: str = "cpu", layer: int | None = Non
     raise FileNotFoundError(f"{path}: teacher not found (give a folder written by `asd train-teacher` or a BEATs checkpoint file)")
 
 
-def save_backbone_weights(backbone: Backbone, folder: Path) -> Path:
+def save_backbone_weights(backbone: Backbone, folder: Path) -> tuple[Path, bytes]:
     """``model.pt``: a teacher-layout state dict, or a BEATs checkpoint in the official layout
-    (so a BEATs student also loads with ``asd embed --encoder beats --checkpoint``)."""
+    (so a BEATs student also loads with ``asd embed --encoder beats --checkpoint``).
+
+    Serialised in memory first: torch.save names the archive after the file, so bytes written
+    to a temporary name would not hash the same from run to run. Returns the path and bytes.
+    """
+    buf = io.BytesIO()
+    if backbone.kind == "beats":
+        save_beats(backbone.net.model, buf)
+    else:
+        torch.save({k: v.detach().cpu() for k, v in backbone.net.state_dict().items()}, buf)
     target = folder / "model.pt"
     with atomic_path(target) as tmp:
-        if backbone.kind == "beats":
-            save_beats(backbone.net.model, tmp)
-        else:
-            torch.save({k: v.detach().cpu() for k, v in backbone.net.state_dict().items()}, tmp)
-    return target
+        tmp.write_bytes(buf.getvalue())
+    return target, buf.getvalue()
 
 
 def load_student_net(folder: str | Path, device: str = "cpu") -> tuple[nn.Module, dict]:

@@ -226,8 +226,8 @@ def _validate(net, head, idx, batch_size, batch_loss) -> float:
 def _save_student(out: Path, student: Backbone, teacher: Backbone, cfg: StudentTrainConfig, tags: list[str],
                   state: dict, key: str) -> str:
     """``model.pt`` (teacher layout or BEATs official layout) + ``config.json`` with the weights' hash."""
-    path = save_backbone_weights(student, out)
-    model_hash = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    _, blob = save_backbone_weights(student, out)
+    model_hash = hashlib.sha256(blob).hexdigest()[:16]
     card = {"kind": "student", "key": key, "objective": cfg.objective.objective, "teacher": teacher.describe(),
             "teacher_model": student.net.cfg.to_dict() if teacher.kind == "teacher" else None,
             "train": cfg.to_dict(), "objective_config": cfg.objective.to_dict(), "tags": tags, "model_hash": model_hash,
