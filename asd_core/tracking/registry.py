@@ -184,6 +184,13 @@ def promote(ws: Workspace, tracking: TrackingConfig = TrackingConfig(), version:
             "champion_score": old_score, "champion_version": champion_version}
 
 
+def _short(score: str | None) -> str | None:
+    try:
+        return f"{float(score):.4f}"
+    except (TypeError, ValueError):
+        return score
+
+
 def list_models(ws: Workspace, tracking: TrackingConfig = TrackingConfig()) -> list[dict]:
     c = client(ws, tracking)
     by_version: dict[str, list[str]] = {}
@@ -193,7 +200,7 @@ def list_models(ws: Workspace, tracking: TrackingConfig = TrackingConfig()) -> l
     for mv in sorted(c.search_model_versions(f"name = '{tracking.model_name}'"), key=lambda m: int(m.version)):
         t = mv.tags
         rows.append({"version": mv.version, "aliases": ",".join(sorted(by_version.get(str(mv.version), []))),
-                     "official_score": t.get("official_score"), "encoder": t.get("encoder"), "normalization": t.get("normalization"),
+                     "official_score": _short(t.get("official_score")), "encoder": t.get("encoder"), "normalization": t.get("normalization"),
                      "run_id": t.get("run_id"), "data_snapshot": t.get("data_snapshot"), "teacher": t.get("teacher"),
                      "git_commit": (t.get("git_commit") or "")[:10], "promotion": t.get("promotion_decision", ""),
                      "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(mv.creation_timestamp / 1000))})
