@@ -37,14 +37,16 @@ def teacher_encoders(teacher: str, cfg: StudentTrainConfig, lam: float) -> dict[
     return {"beats": {"checkpoint": teacher, **beats}, "oracle": {"teacher": teacher, "lam": lam, **beats}}
 
 
-def evaluate_encoders(workspace: str, encoders: dict[str, dict], threads: int | None) -> list[str]:
-    """Embed clean + noisy test clips with each encoder and score them with each normalisation."""
-    run_ids = []
+def evaluate_encoders(workspace: str, encoders: dict[str, dict], threads: int | None) -> dict[tuple[str, str], str]:
+    """Embed clean + noisy test clips with each encoder and score them with each normalisation;
+    (encoder given, normalization) -> run id."""
+    run_ids = {}
     for name, options in encoders.items():
         report = embed_flow(workspace=workspace, encoder=name, encoder_options=options, threads=threads, noisy=True)
         for normalization in EVAL_NORMALIZATIONS:
-            run_ids.append(score_flow(workspace=workspace, encoder=report["encoder"], normalization=normalization,
-                                      encoder_version=report["encoder_version"], threads=threads, noisy=True)["run_id"])
+            run_ids[(name, normalization)] = score_flow(
+                workspace=workspace, encoder=report["encoder"], normalization=normalization,
+                encoder_version=report["encoder_version"], threads=threads, noisy=True)["run_id"]
     return run_ids
 
 
@@ -74,7 +76,8 @@ def train_student_flow(workspace: str = "./asd-workspace", teacher: str | None =
         mlog.log_params({"teacher": teacher, **cfg.to_dict()})
         mlog.log_dict(cfg.to_dict(), "config.json")
         result = train(ws, teacher, cfg, device, on_epoch_end=mlog.log_epoch)
-        mlog.log_dict(json.loads((result.model_dir / "config.json").read_text()), "student_card.json")
+        card = json.loads((result.model_dir / "config.json").read_text())
+        mlog.log_dict(card, "student_card.json")
         mlog.log_loss_curves(result.history, ["train_loss", "train_tag_loss", "train_align_loss", "val_loss"])
         report = {"model_dir": str(result.model_dir), "model_hash": result.model_hash, "best_epoch": result.best_epoch,
                   "epochs_run": result.epochs_run, "resumed_from": result.resumed_from, "history": result.history,
@@ -83,29 +86,18 @@ def train_student_flow(workspace: str = "./asd-workspace", teacher: str | None =
                               description=f"student {result.model_hash} ({cfg.objective.objective}): per-epoch losses")
         if evaluate:
             encoders = {**teacher_encoders(teacher, cfg, cfg.objective.effective()[0]), "student": {"model": str(result.model_dir)}}
-            report["run_ids"] = evaluate_encoders(workspace, encoders, threads)
+            runs = evaluate_encoders(workspace, encoders, threads)
+            report["run_ids"] = list(runs.values())
             table = noise_comparison(ws, report["run_ids"])
             report["evaluation"] = table
             mlog.log_table(table, "evaluation.json")
             create_markdown_artifact(key="student-evaluation", markdown="```\n" + format_table(table) + "\n```",
                                      description="official score per noise subset / SNR bin")
     if evaluate and register:
-        student_knn = [r for r in report["run_ids"] if r in _runs_of(ws, "student-", "knn")]
-        reg = register_run(ws, student_knn[0], tracking, tags={
-            "teacher": f"{Path(teacher).name} ({result_teacher_hash(result)})",
+        reg = register_run(ws, runs[("student", "knn")], tracking, tags={
+            "teacher": f"{Path(teacher).name} ({card['teacher']['source_hash']})",
             "loss_config": json.dumps(cfg.objective.to_dict(), sort_keys=True), "training_mlflow_run": report["mlflow_run_id"]})
         report["registered"] = {k: v for k, v in reg.items() if k != "tags"}
         log.info("registered %s version %s (alias challenger), official score %s", reg["name"], reg["version"], reg["official_score"])
     return report
 
-
-def result_teacher_hash(result) -> str:
-    return json.loads((Path(result.model_dir) / "config.json").read_text())["teacher"]["source_hash"]
-
-
-def _runs_of(ws: Workspace, encoder_prefix: str, normalization: str) -> set[str]:
-    from asd_core.storage.catalog import connect
-
-    with connect(ws, read_only=True) as con:
-        return {r[0] for r in con.execute("SELECT run_id FROM runs WHERE starts_with(encoder, ?) AND normalization = ?",
-                                          [encoder_prefix, normalization]).fetchall()}

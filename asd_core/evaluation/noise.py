@@ -6,11 +6,9 @@ from __future__ import annotations
 from asd_core.config import Workspace
 from asd_core.storage.catalog import connect, query_rows
 
-_BIN_ORDER = {"clean": -1e9}
-
-
 def _bin_key(b: str) -> float:
-    return _BIN_ORDER.get(b, float(b.split("..")[0]) if ".." in b else 1e9)
+    """Order of SNR bins by their lower edge ('clean' rows sort first anyway)."""
+    return float(b.split("..")[0]) if ".." in b else float("-inf")
 
 
 def noise_comparison(ws: Workspace, run_ids: list[str] | None = None) -> list[dict]:

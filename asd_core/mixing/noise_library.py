@@ -160,7 +160,7 @@ def build_noise_library(ws: Workspace, cfg: NoiseLibraryConfig) -> NoiseLibrary:
             of_kind = sorted(c for c in classes if kind_of[c] == kind)
             if len(of_kind) >= 2:
                 held.add(of_kind[-1])
-    ids, rows = [], []
+    rows = []
     for cls, source, wave in items:
         digest = hashlib.sha256(np.ascontiguousarray(wave, np.float32).tobytes()).hexdigest()
         rows.append((digest[:16], cls, source, wave))

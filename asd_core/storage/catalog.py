@@ -64,6 +64,19 @@ def connect(ws: Workspace, read_only: bool = False, timeout_s: float = 60.0) -> 
         con.close()
 
 
+@contextmanager
+def transaction(ws: Workspace) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-write connection inside one transaction: committed if the block succeeds, else rolled back."""
+    with connect(ws) as con:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            yield con
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+
+
 def _files_sql(paths: list[Path]) -> str:
     return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
 
@@ -71,63 +84,45 @@ def _files_sql(paths: list[Path]) -> str:
 def publish_ingest(ws: Workspace) -> None:
     """Refresh ``clips`` and ``quarantine`` from Parquet and (re)create the ``audio`` view."""
     clips, quarantine, audio = (all_files(ws, a) for a in ("clips", "quarantine", "audio"))
-    with connect(ws) as con:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            con.execute("DELETE FROM clips")
-            if clips:
-                con.execute(f"INSERT INTO clips BY NAME SELECT * FROM read_parquet({_files_sql(clips)}, union_by_name = true)")
-            con.execute("DELETE FROM quarantine")
-            if quarantine:
-                con.execute(f"INSERT INTO quarantine BY NAME SELECT * FROM read_parquet({_files_sql(quarantine)}, union_by_name = true)")
-            if audio:
-                # Absolute paths: a view over a relative glob would resolve against the reader's cwd.
-                con.execute(
-                    "CREATE OR REPLACE VIEW audio AS SELECT clip_id, sample_rate, waveform "
-                    f"FROM read_parquet({_files_sql(audio)}, union_by_name = true)"
-                )
-            else:
-                con.execute("DROP VIEW IF EXISTS audio")
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
+    with transaction(ws) as con:
+        con.execute("DELETE FROM clips")
+        if clips:
+            con.execute(f"INSERT INTO clips BY NAME SELECT * FROM read_parquet({_files_sql(clips)}, union_by_name = true)")
+        con.execute("DELETE FROM quarantine")
+        if quarantine:
+            con.execute(f"INSERT INTO quarantine BY NAME SELECT * FROM read_parquet({_files_sql(quarantine)}, union_by_name = true)")
+        if audio:
+            # Absolute paths: a view over a relative glob would resolve against the reader's cwd.
+            con.execute(
+                "CREATE OR REPLACE VIEW audio AS SELECT clip_id, sample_rate, waveform "
+                f"FROM read_parquet({_files_sql(audio)}, union_by_name = true)"
+            )
+        else:
+            con.execute("DROP VIEW IF EXISTS audio")
 
 
 def publish_run(ws: Workspace, run: dict, scores_path: Path, thresholds_path: Path) -> None:
     """Replace one run's rows (runs, scores, thresholds) in a single short transaction."""
-    with connect(ws) as con:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            con.execute("DELETE FROM scores WHERE run_id = ?", [run["run_id"]])
-            con.execute("DELETE FROM thresholds WHERE run_id = ?", [run["run_id"]])
-            con.execute("DELETE FROM runs WHERE run_id = ?", [run["run_id"]])
-            con.execute(
-                "INSERT INTO runs VALUES (?, now()::TIMESTAMP, ?, ?, ?, ?, ?)",
-                [run["run_id"], run["encoder"], run["encoder_version"], run["normalization"],
-                 json.dumps(run["params"], sort_keys=True), run["transductive"]],
-            )
-            con.execute(f"INSERT INTO scores BY NAME SELECT * FROM read_parquet({_files_sql([scores_path])})")
-            con.execute(f"INSERT INTO thresholds BY NAME SELECT * FROM read_parquet({_files_sql([thresholds_path])})")
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
+    with transaction(ws) as con:
+        con.execute("DELETE FROM scores WHERE run_id = ?", [run["run_id"]])
+        con.execute("DELETE FROM thresholds WHERE run_id = ?", [run["run_id"]])
+        con.execute("DELETE FROM runs WHERE run_id = ?", [run["run_id"]])
+        con.execute(
+            "INSERT INTO runs VALUES (?, now()::TIMESTAMP, ?, ?, ?, ?, ?)",
+            [run["run_id"], run["encoder"], run["encoder_version"], run["normalization"],
+             json.dumps(run["params"], sort_keys=True), run["transductive"]],
+        )
+        con.execute(f"INSERT INTO scores BY NAME SELECT * FROM read_parquet({_files_sql([scores_path])})")
+        con.execute(f"INSERT INTO thresholds BY NAME SELECT * FROM read_parquet({_files_sql([thresholds_path])})")
 
 
 def publish_mix(ws: Workspace, noise_path: Path, mixtures_path: Path, noisy_path: Path) -> None:
     """Replace the ``noise``, ``mixtures`` and ``noisy_clips`` tables in one transaction."""
-    with connect(ws) as con:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            for table, path, columns in (("noise", noise_path, "* EXCLUDE (waveform)"), ("mixtures", mixtures_path, "*"),
-                                         ("noisy_clips", noisy_path, "*")):
-                con.execute(f"DELETE FROM {table}")
-                con.execute(f"INSERT INTO {table} BY NAME SELECT {columns} FROM read_parquet({_files_sql([path])})")
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
+    with transaction(ws) as con:
+        for table, path, columns in (("noise", noise_path, "* EXCLUDE (waveform)"), ("mixtures", mixtures_path, "*"),
+                                     ("noisy_clips", noisy_path, "*")):
+            con.execute(f"DELETE FROM {table}")
+            con.execute(f"INSERT INTO {table} BY NAME SELECT {columns} FROM read_parquet({_files_sql([path])})")
 
 
 class UnknownRunError(ValueError):

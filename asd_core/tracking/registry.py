@@ -41,8 +41,13 @@ def official_score(con, run_id: str) -> float | None:
     return None if row is None or row[0] is None else float(row[0])
 
 
+def _params(run: dict) -> dict:
+    """``runs.params`` (JSON text from DuckDB) as a dict."""
+    return json.loads(run["params"]) if isinstance(run["params"], str) else dict(run["params"])
+
+
 def scoring_config(run: dict) -> ScoringConfig:
-    params = json.loads(run["params"]) if isinstance(run["params"], str) else dict(run["params"])
+    params = _params(run)
     names = {f.name for f in fields(ScoringConfig)}
     return ScoringConfig(normalization=run["normalization"], **{k: v for k, v in params.items() if k in names})
 
@@ -97,7 +102,7 @@ def register_run(ws: Workspace, run_id: str | None, tracking: TrackingConfig = T
         bundle = Path(tmp) / BUNDLE
         run = bundle_run(ws, run_id, bundle)
         card = json.loads((bundle / "encoder.json").read_text())
-        params = json.loads(run["params"]) if isinstance(run["params"], str) else run["params"]
+        params = _params(run)
         version_tags = {
             "run_id": run["run_id"], "encoder": run["encoder"], "encoder_version": run["encoder_version"],
             "normalization": run["normalization"], "official_score": _fmt(run["official_score"]),

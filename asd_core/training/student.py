@@ -11,7 +11,6 @@ Deterministic for a seed, including across a resume (per-epoch generators and to
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import time
@@ -28,6 +27,7 @@ from asd_core.mixing.artifacts import read_mixtures
 from asd_core.mixing.noise_library import read_noise_library
 from asd_core.mixing.render import render
 from asd_core.storage.atomic import atomic_path
+from asd_core.training import checkpoint
 from asd_core.training.backbone import Backbone, load_backbone, save_backbone_weights
 from asd_core.training.data import fix_length, read_waves
 from asd_core.training.objectives import ObjectiveConfig, student_loss
@@ -84,12 +84,6 @@ def _is_val(mixture_id: str, fraction: float) -> bool:
     return int(mixture_id[:8], 16) % 1000 < fraction * 1000
 
 
-@torch.inference_mode()
-def _embed_all(net: nn.Module, waves: np.ndarray, batch_size: int, device: str) -> torch.Tensor:
-    return torch.cat([net(torch.from_numpy(waves[i : i + batch_size]).to(device)).float().cpu()
-                      for i in range(0, len(waves), batch_size)])
-
-
 def train_student(ws: Workspace, teacher_path: str | Path, cfg: StudentTrainConfig, device: str | None = None,
                   on_epoch_end: Callable[[int, dict], None] | None = None) -> StudentResult:
     """Train (or resume) a student of ``teacher_path`` in ``<workspace>/models/student/<key>/``."""
@@ -130,10 +124,11 @@ def train_student(ws: Workspace, teacher_path: str | Path, cfg: StudentTrainConf
     # Frozen teacher: its embeddings of the scaled clean and noise parts are fixed targets.
     t0 = time.perf_counter()
     t_clean, t_noise = [], []
-    for start in range(0, len(mixtures), cfg.batch_size):
-        _, cs, ns = parts(range(start, min(start + cfg.batch_size, len(mixtures))))
-        t_clean.append(_embed_all(teacher.net, cs, cfg.batch_size, device))
-        t_noise.append(_embed_all(teacher.net, ns, cfg.batch_size, device))
+    with torch.inference_mode():
+        for start in range(0, len(mixtures), cfg.batch_size):
+            _, cs, ns = parts(range(start, min(start + cfg.batch_size, len(mixtures))))
+            t_clean.append(teacher.net(torch.from_numpy(cs).to(device)).float().cpu())
+            t_noise.append(teacher.net(torch.from_numpy(ns).to(device)).float().cpu())
     t_clean, t_noise = torch.cat(t_clean), torch.cat(t_noise)
     logger.info("student: teacher targets for %d mixtures in %.1f s", len(mixtures), time.perf_counter() - t0)
 
@@ -145,17 +140,8 @@ def train_student(ws: Workspace, teacher_path: str | Path, cfg: StudentTrainConf
         p.requires_grad_(True)
     head = nn.Linear(student.dim, len(tags)).to(device)
     opt = torch.optim.AdamW(list(student.net.parameters()) + list(head.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    state = {"epoch": 0, "best_val": float("inf"), "best_epoch": 0, "bad_epochs": 0, "history": [], "best": None}
-    ckpt_path, resumed = out / "checkpoint.pt", None
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if ckpt.get("key") == key:
-            student.net.load_state_dict(ckpt["net"])
-            head.load_state_dict(ckpt["head"])
-            opt.load_state_dict(ckpt["opt"])
-            state = ckpt["state"]
-            resumed = state["epoch"]
-            logger.info("student: resuming after epoch %d from %s", resumed, ckpt_path)
+    ckpt_path, identity, modules = out / "checkpoint.pt", {"key": key}, {"net": student.net, "head": head, "opt": opt}
+    state, resumed = checkpoint.resume(ckpt_path, device, identity, modules, "student")
 
     def batch_loss(idx):
         ms, _, _ = parts(idx)
@@ -163,7 +149,7 @@ def train_student(ws: Workspace, teacher_path: str | Path, cfg: StudentTrainConf
         return student_loss(emb, head(emb), tag_targets[idx].to(device), t_clean[idx].to(device),
                             t_noise[idx].to(device), cfg.objective)
 
-    while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
+    while checkpoint.keep_training(state, cfg.epochs, cfg.patience):
         epoch = state["epoch"] + 1
         gen = np.random.default_rng((cfg.seed, epoch))
         torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout etc.: same draws after a resume
@@ -186,17 +172,9 @@ def train_student(ws: Workspace, teacher_path: str | Path, cfg: StudentTrainConf
         entry = {"epoch": epoch, "train_loss": sums["loss"] / max(steps, 1), "train_tag_loss": sums["tag_loss"] / max(steps, 1),
                  "train_align_loss": sums["align_loss"] / max(steps, 1), "val_loss": val_loss,
                  "seconds": round(seconds, 2), "steps_per_s": steps / max(seconds, 1e-9)}
-        state["history"].append(entry)
         monitored = val_loss if np.isfinite(val_loss) else entry["train_loss"]
-        if monitored < state["best_val"] - 1e-7:
-            state.update(best_val=monitored, best_epoch=epoch, bad_epochs=0,
-                         best={k: v.detach().cpu().clone() for k, v in student.net.state_dict().items()})
-        else:
-            state["bad_epochs"] += 1
-        state["epoch"] = epoch
-        with atomic_path(ckpt_path) as tmp:
-            torch.save({"key": key, "net": student.net.state_dict(), "head": head.state_dict(), "opt": opt.state_dict(),
-                        "state": state}, tmp)
+        checkpoint.end_epoch(state, epoch, entry, monitored, student.net, min_delta=1e-7)
+        checkpoint.save(ckpt_path, identity, modules, state)
         logger.info("student epoch %d/%d: loss %.4f (tag %.4f, align %.4f), val %.4f, %.1f s (%.2f steps/s)", epoch, cfg.epochs,
                     entry["train_loss"], entry["train_tag_loss"], entry["train_align_loss"], val_loss, seconds, entry["steps_per_s"])
         if on_epoch_end:

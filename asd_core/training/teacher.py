@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from asd_core.config import Workspace
 from asd_core.models.teacher import AdaCos, TeacherConfig, TeacherNet
 from asd_core.storage.atomic import atomic_path
+from asd_core.training import checkpoint
 from asd_core.training.data import load_training_set
 
 logger = logging.getLogger("asd.teacher")
@@ -77,11 +78,6 @@ def teacher_dir(ws: Workspace, cfg: TeacherTrainConfig) -> Path:
     return ws.root / "models" / "teacher" / cfg.key()
 
 
-def _save_torch(obj, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
 def _is_val(clip_id: str, fraction: float) -> bool:
     return int(clip_id[:8], 16) % 1000 < fraction * 1000
 
@@ -106,21 +102,13 @@ def train_teacher(ws: Workspace, cfg: TeacherTrainConfig, device: str | None = N
     torch.manual_seed(cfg.seed)
     net, head = TeacherNet(cfg.model).to(device), AdaCos(cfg.model.embedding_dim, len(classes)).to(device)
     opt = torch.optim.AdamW(list(net.parameters()) + list(head.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    state = {"epoch": 0, "best_val": float("inf"), "best_epoch": 0, "bad_epochs": 0, "history": [], "best": None}
-    ckpt_path, resumed = out / "checkpoint.pt", None
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if ckpt.get("config_key") == cfg.key() and ckpt.get("classes") == classes:
-            net.load_state_dict(ckpt["net"])
-            head.load_state_dict(ckpt["head"])
-            opt.load_state_dict(ckpt["opt"])
-            state = ckpt["state"]
-            resumed = state["epoch"]
-            logger.info("teacher: resuming after epoch %d from %s", resumed, ckpt_path)
+    ckpt_path, identity = out / "checkpoint.pt", {"config_key": cfg.key(), "classes": classes}
+    modules = {"net": net, "head": head, "opt": opt}
+    state, resumed = checkpoint.resume(ckpt_path, device, identity, modules, "teacher")
     waves = torch.from_numpy(data.waves)
     targets = F.one_hot(torch.from_numpy(y), len(classes)).float()
 
-    while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
+    while checkpoint.keep_training(state, cfg.epochs, cfg.patience):
         epoch = state["epoch"] + 1
         gen = np.random.default_rng((cfg.seed, epoch))
         t0 = time.perf_counter()
@@ -144,15 +132,8 @@ def train_teacher(ws: Workspace, cfg: TeacherTrainConfig, device: str | None = N
         val_loss = _evaluate(net, head, waves, targets, val_idx, cfg.batch_size, device)
         entry = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss,
                  "seconds": round(time.perf_counter() - t0, 2), "scale": float(head.scale)}
-        state["history"].append(entry)
-        if val_loss < state["best_val"] - 1e-6:
-            state.update(best_val=val_loss, best_epoch=epoch, bad_epochs=0,
-                         best={k: v.detach().cpu().clone() for k, v in net.state_dict().items()})
-        else:
-            state["bad_epochs"] += 1
-        state["epoch"] = epoch
-        _save_torch({"config_key": cfg.key(), "classes": classes, "net": net.state_dict(), "head": head.state_dict(),
-                     "opt": opt.state_dict(), "state": state}, ckpt_path)
+        checkpoint.end_epoch(state, epoch, entry, val_loss, net, min_delta=1e-6)
+        checkpoint.save(ckpt_path, identity, modules, state)
         logger.info("teacher epoch %d/%d: train loss %.4f, val loss %.4f, %.1f s (%.1f clips/s)", epoch, cfg.epochs,
                     entry["train_loss"], val_loss, entry["seconds"], len(train_idx) / max(entry["seconds"], 1e-9))
         if on_epoch_end:
