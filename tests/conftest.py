@@ -43,3 +43,24 @@ def demo_small(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "demo"
     make_demo_data(out, seed=3, size="small")
     return out
+
+
+def _ingest_tree(ws_root: Path, tree: Path, dataset: str = "demo"):
+    """Ingest ``tree`` into a new workspace with the library (no Prefect) and publish it to DuckDB."""
+    from asd_core.config import IngestConfig, Workspace
+    from asd_core.ingest import ingest_group, plan_ingest
+    from asd_core.storage.catalog import publish_ingest
+
+    ws = Workspace(ws_root).ensure()
+    cfg = IngestConfig()
+    plan = plan_ingest(ws, [tree], dataset, cfg)
+    for (ds, mt), cands in plan.groups.items():
+        ingest_group(ws, ds, mt, cands, plan.roots[ds], cfg)
+    publish_ingest(ws)
+    return ws
+
+
+@pytest.fixture(scope="session")
+def ingest_tree():
+    """``ingest_tree(ws_root, tree) -> Workspace``: a workspace holding the ingested tree."""
+    return _ingest_tree

@@ -1,6 +1,5 @@
 """Ingest of generated data: round trip, idempotency, bad input, crash safety (real files and Prefect)."""
 
-import os
 import shutil
 from collections import Counter
 from pathlib import Path

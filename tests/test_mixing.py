@@ -5,8 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from asd_core.config import IngestConfig, Workspace
-from asd_core.ingest import ingest_group, plan_ingest
+from asd_core.config import Workspace
 from asd_core.mixing.artifacts import mixtures_file, noisy_clips_file, read_mixtures
 from asd_core.mixing.noise_library import NoiseLibraryConfig, build_noise_library, read_noise_library
 from asd_core.mixing.render import render
@@ -47,17 +46,10 @@ def test_noise_segment_loops_from_offset():
 
 
 @pytest.fixture(scope="module")
-def mixed(tmp_path_factory, demo_small, prefect_harness):
+def mixed(tmp_path_factory, demo_small, prefect_harness, ingest_tree):
     from flows.mix import mix_flow
 
-    ws = Workspace(tmp_path_factory.mktemp("ws-mix")).ensure()
-    cfg = IngestConfig()
-    plan = plan_ingest(ws, [demo_small], "demo", cfg)
-    for (ds, mt), cands in plan.groups.items():
-        ingest_group(ws, ds, mt, cands, plan.roots[ds], cfg)
-    from asd_core.storage.catalog import publish_ingest
-
-    publish_ingest(ws)
+    ws = ingest_tree(tmp_path_factory.mktemp("ws-mix"), demo_small)
     report = mix_flow(workspace=str(ws.root), noise=str(demo_small / "noise"), seed=5)
     return ws, report
 

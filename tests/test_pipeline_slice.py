@@ -3,7 +3,6 @@
 import csv
 
 import duckdb
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import roc_auc_score

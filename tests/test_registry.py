@@ -9,8 +9,6 @@ import pytest
 from scipy.stats import hmean
 from sklearn.metrics import roc_auc_score
 
-from asd_core.config import IngestConfig, Workspace
-from asd_core.ingest import ingest_group, plan_ingest
 from asd_core.models.teacher import TeacherConfig
 from asd_core.storage.catalog import connect, query_rows
 from asd_core.tracking.registry import aliases
@@ -20,17 +18,11 @@ from flows.cli import main
 
 
 @pytest.fixture(scope="module")
-def flow_ws(tmp_path_factory, demo_small, prefect_harness):
-    from asd_core.storage.catalog import publish_ingest
+def flow_ws(tmp_path_factory, demo_small, prefect_harness, ingest_tree):
     from flows.mix import mix_flow
     from flows.train_student import train_student_flow
 
-    ws = Workspace(tmp_path_factory.mktemp("ws-registry")).ensure()
-    cfg = IngestConfig()
-    plan = plan_ingest(ws, [demo_small], "demo", cfg)
-    for (ds, mt), cands in plan.groups.items():
-        ingest_group(ws, ds, mt, cands, plan.roots[ds], cfg)
-    publish_ingest(ws)
+    ws = ingest_tree(tmp_path_factory.mktemp("ws-registry"), demo_small)
     mix_flow(workspace=str(ws.root), noise=str(demo_small / "noise"), eval_subsets=["non-stationary", "mismatched"],
              eval_bins=[[-10, 0], [0, 10]])
     teacher = train_teacher(ws, TeacherTrainConfig(model=TeacherConfig(n_mels=32, channels=(8, 16), embedding_dim=16),

@@ -9,8 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from asd_core.config import IngestConfig, Workspace
-from asd_core.ingest import ingest_group, plan_ingest
+from asd_core.config import Workspace
 from asd_core.models.teacher import TeacherConfig
 from asd_core.training.objectives import ObjectiveConfig, alignment_target, student_loss
 from asd_core.training.student import StudentTrainConfig, train_student
@@ -48,16 +47,10 @@ def test_objective_parts_and_weights():
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory, demo_small, prefect_harness):
-    from asd_core.storage.catalog import publish_ingest
+def ws(tmp_path_factory, demo_small, prefect_harness, ingest_tree):
     from flows.mix import mix_flow
 
-    ws = Workspace(tmp_path_factory.mktemp("ws-student")).ensure()
-    cfg = IngestConfig()
-    plan = plan_ingest(ws, [demo_small], "demo", cfg)
-    for (ds, mt), cands in plan.groups.items():
-        ingest_group(ws, ds, mt, cands, plan.roots[ds], cfg)
-    publish_ingest(ws)
+    ws = ingest_tree(tmp_path_factory.mktemp("ws-student"), demo_small)
     mix_flow(workspace=str(ws.root), noise=str(demo_small / "noise"), seed=0,
              eval_subsets=["stationary", "mismatched"], eval_bins=[[-10, 0], [0, 10]])
     return ws

@@ -7,8 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from asd_core.config import IngestConfig, Workspace
-from asd_core.ingest import ingest_group, plan_ingest
+from asd_core.config import Workspace
 from asd_core.models.teacher import TeacherConfig
 from asd_core.training.teacher import TeacherTrainConfig, load_teacher, teacher_dir, train_teacher
 
@@ -16,13 +15,8 @@ TINY = TeacherConfig(n_mels=32, channels=(8, 16, 32), embedding_dim=32)
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory, demo_small):
-    ws = Workspace(tmp_path_factory.mktemp("ws-teacher")).ensure()
-    cfg = IngestConfig()
-    plan = plan_ingest(ws, [demo_small], "demo", cfg)
-    for (ds, mt), cands in plan.groups.items():
-        ingest_group(ws, ds, mt, cands, plan.roots[ds], cfg)
-    return ws
+def ws(tmp_path_factory, demo_small, ingest_tree):
+    return ingest_tree(tmp_path_factory.mktemp("ws-teacher"), demo_small)
 
 
 def _cfg(**kw):
