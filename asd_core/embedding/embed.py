@@ -82,6 +82,14 @@ def audio_partitions(ws: Workspace) -> list[tuple[str, str, Path]]:
             for p in sorted(ws.artifact_dir("audio").glob("machine_type=*/dataset=*/audio.parquet"))]
 
 
+def partition_waves(audio_path: Path, wanted=None):
+    """(clip_id, float32 waveform) of one audio partition, streamed (only ``wanted`` ids when given)."""
+    for batch in pq.ParquetFile(audio_path).iter_batches(batch_size=64, columns=["clip_id", "waveform"]):
+        for cid, wave in zip(batch.column("clip_id").to_pylist(), batch.column("waveform")):
+            if wanted is None or cid in wanted:
+                yield cid, from_storage(wave.values.to_numpy(zero_copy_only=False))
+
+
 class AudioBatches(torch.utils.data.IterableDataset):
     """(clip ids, float32 waveforms) batches of one audio partition, skipping ``done`` clips.
 

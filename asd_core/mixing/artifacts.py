@@ -36,12 +36,14 @@ def read_mixtures(ws: Workspace) -> list[dict]:
     return pq.read_table(path, schema=MIXTURES).to_pylist()
 
 
-def noisy_rows_by_partition(ws: Workspace) -> dict[tuple[str, str], list[dict]]:
-    """Noisy test clips grouped by the (machine_type, dataset) audio partition of their clean clip."""
+def noisy_rows_by_partition(ws: Workspace, machine_type: str | None = None) -> dict[tuple[str, str], list[dict]]:
+    """Noisy test clips grouped by the (machine_type, dataset) audio partition of their clean clip
+    (only those of ``machine_type`` when given)."""
     path = noisy_clips_file(ws)
     if not path.exists():
         return {}
+    filters = [("machine_type", "=", machine_type)] if machine_type else None
     out: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for r in pq.read_table(path, schema=NOISY_CLIPS).to_pylist():
+    for r in pq.read_table(path, schema=NOISY_CLIPS, filters=filters).to_pylist():
         out[(r["machine_type"], r["dataset"])].append(r)
     return dict(out)

@@ -19,8 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from asd_core.config import Workspace
-from asd_core.datasets.audio_io import from_storage
-from asd_core.embedding.embed import audio_partitions
+from asd_core.embedding.embed import audio_partitions, partition_waves
 from asd_core.ingest.layout import all_files
 from asd_core.mixing.noise_library import KINDS, NoiseLibrary, NoiseLibraryConfig
 from asd_core.mixing.snr import MixingError, gains_for_snr, noise_segment
@@ -114,31 +113,26 @@ def plan_mixtures(ws: Workspace, lib: NoiseLibrary, cfg: MixConfig) -> MixPlan:
     subsets = sorted(train_pools)
     progress = Progress("mix: plan", len(meta), "clips")
     for _, _, path in audio_partitions(ws):
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=64, columns=["clip_id", "waveform"]):
-            for cid, wave in zip(batch.column("clip_id").to_pylist(), batch.column("waveform")):
-                r = meta.get(cid)
-                if r is None:
-                    continue
-                clean = from_storage(wave.values.to_numpy(zero_copy_only=False))
-                base = {"clip_id": cid, "dataset": r["dataset"], "machine_type": r["machine_type"], "seed": cfg.seed}
-                try:
-                    if r["split"] == "train":
-                        for j in range(cfg.mixtures_per_clip):
-                            rng = _rng(cfg.seed, "train", cid, j)
-                            subset = subsets[int(rng.integers(len(subsets)))]
-                            row = {**base, **_draw(rng, lib, train_pools[subset], clean, *cfg.snr_range), "lam": cfg.lam}
-                            row["mixture_id"] = _row_id(cid, row["noise_id"], repr(row["snr_db"]), row["noise_offset"], cfg.lam)
-                            mixtures.append(row)
-                    else:
-                        for subset in cfg.eval_subsets:
-                            for lo, hi in cfg.eval_bins:
-                                rng = _rng(cfg.seed, "eval", cid, subset, lo, hi)
-                                row = {**base, **_draw(rng, lib, eval_pools[subset], clean, lo, hi), "snr_bin": bin_label(lo, hi)}
-                                row["subset"] = subset
-                                row["noisy_clip_id"] = _row_id(cid, subset, row["noise_id"], repr(row["snr_db"]), row["noise_offset"])
-                                noisy.append(row)
-                except MixingError as exc:
-                    skipped.append(f"{r['dataset']}/{r['machine_type']} clip {cid}: {exc}")
-                progress.update()
+        for cid, clean in partition_waves(path, meta):
+            r = meta[cid]
+            base = {"clip_id": cid, "dataset": r["dataset"], "machine_type": r["machine_type"], "seed": cfg.seed}
+            try:
+                if r["split"] == "train":
+                    for j in range(cfg.mixtures_per_clip):
+                        rng = _rng(cfg.seed, "train", cid, j)
+                        subset = subsets[int(rng.integers(len(subsets)))]
+                        row = {**base, **_draw(rng, lib, train_pools[subset], clean, *cfg.snr_range), "lam": cfg.lam}
+                        row["mixture_id"] = _row_id(cid, row["noise_id"], repr(row["snr_db"]), row["noise_offset"], cfg.lam)
+                        mixtures.append(row)
+                else:
+                    for subset in cfg.eval_subsets:
+                        for lo, hi in cfg.eval_bins:
+                            rng = _rng(cfg.seed, "eval", cid, subset, lo, hi)
+                            row = {**base, **_draw(rng, lib, eval_pools[subset], clean, lo, hi), "snr_bin": bin_label(lo, hi)}
+                            row["noisy_clip_id"] = _row_id(cid, subset, row["noise_id"], repr(row["snr_db"]), row["noise_offset"])
+                            noisy.append(row)
+            except MixingError as exc:
+                skipped.append(f"{r['dataset']}/{r['machine_type']} clip {cid}: {exc}")
+            progress.update()
     progress.close()
     return MixPlan(pa.Table.from_pylist(mixtures, schema=MIXTURES), pa.Table.from_pylist(noisy, schema=NOISY_CLIPS), skipped)

@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 
-from asd_core.datasets.audio_io import from_storage
+from asd_core.embedding.embed import partition_waves
 from asd_core.mixing.noise_library import NoiseLibrary
 from asd_core.mixing.snr import Gains, mix, noise_segment
 
@@ -40,22 +39,17 @@ class MixtureBatches(torch.utils.data.IterableDataset):
 
     def __iter__(self):
         ids, first, second = [], [], []
-        for batch in pq.ParquetFile(self.audio_path).iter_batches(batch_size=64, columns=["clip_id", "waveform"]):
-            for cid, wave in zip(batch.column("clip_id").to_pylist(), batch.column("waveform")):
-                rows = self.by_clip.get(cid)
-                if not rows:
-                    continue
-                clean = from_storage(wave.values.to_numpy(zero_copy_only=False))
-                for r in rows:
-                    m, c, n = render(r, clean, self.lib)
-                    ids.append(r[self.id_field])
-                    if self.parts:
-                        first.append(c)
-                        second.append(n)
-                    else:
-                        first.append(m)
-                    if len(ids) == self.batch_size:
-                        yield ids, ((first, second) if self.parts else first)
-                        ids, first, second = [], [], []
+        for cid, clean in partition_waves(self.audio_path, self.by_clip):
+            for r in self.by_clip[cid]:
+                m, c, n = render(r, clean, self.lib)
+                ids.append(r[self.id_field])
+                if self.parts:
+                    first.append(c)
+                    second.append(n)
+                else:
+                    first.append(m)
+                if len(ids) == self.batch_size:
+                    yield ids, ((first, second) if self.parts else first)
+                    ids, first, second = [], [], []
         if ids:
             yield ids, ((first, second) if self.parts else first)

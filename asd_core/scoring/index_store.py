@@ -50,9 +50,7 @@ def load(folder: Path, cfg: ScoringConfig, input_hash: str) -> tuple[Detector, f
     expected = {"normalization": cfg.normalization, **cfg.params()}
     if manifest.get("input_hash") != input_hash or manifest.get("config") != expected or manifest.get("version") != MANIFEST_VERSION:
         return None
-    index = NormalizedIndex(cfg.metric, manifest["mode"], faiss.read_index(str(folder / "index.faiss")),
-                            np.empty((0, manifest["dim"]), np.float32), np.load(folder / "rho.npy"))
-    return Detector.restore(cfg, index, manifest["dim"], manifest["n_references"]), manifest["threshold"]
+    return _restore(folder, cfg, manifest)
 
 
 def load_saved(folder: Path) -> tuple[Detector, float]:
@@ -60,7 +58,10 @@ def load_saved(folder: Path) -> tuple[Detector, float]:
     manifest = json.loads((folder / "manifest.json").read_text())
     if manifest.get("version") != MANIFEST_VERSION:
         raise ValueError(f"{folder}: index manifest version {manifest.get('version')}, expected {MANIFEST_VERSION}")
-    cfg = ScoringConfig(**manifest["config"])
+    return _restore(folder, ScoringConfig(**manifest["config"]), manifest)
+
+
+def _restore(folder: Path, cfg: ScoringConfig, manifest: dict) -> tuple[Detector, float]:
     index = NormalizedIndex(cfg.metric, manifest["mode"], faiss.read_index(str(folder / "index.faiss")),
                             np.empty((0, manifest["dim"]), np.float32), np.load(folder / "rho.npy"))
     return Detector.restore(cfg, index, manifest["dim"], manifest["n_references"]), manifest["threshold"]

@@ -107,7 +107,7 @@ def load_sections(ws: Workspace, encoder: str, version: str, machine_type: str, 
                 test_rows[key].append(row_of[c["clip_id"]])
                 section_of[c["clip_id"]] = key
     if noisy:
-        for rows in noisy_rows_by_partition(ws).values():
+        for rows in noisy_rows_by_partition(ws, machine_type).values():
             for r in rows:
                 key = section_of.get(r["clip_id"])
                 if key is not None and r["noisy_clip_id"] in row_of:

@@ -8,8 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from asd_core.config import Workspace
-from asd_core.datasets.audio_io import from_storage
-from asd_core.embedding.embed import audio_partitions
+from asd_core.embedding.embed import audio_partitions, partition_waves
 from asd_core.ingest.layout import all_files
 
 
@@ -52,9 +51,6 @@ def read_waves(ws: Workspace, wanted: set[str], transform=None) -> dict[str, np.
     """float32 waveforms of the ``wanted`` clip ids (streamed from the audio partitions)."""
     out = {}
     for _, _, path in audio_partitions(ws):
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=64, columns=["clip_id", "waveform"]):
-            for cid, wave in zip(batch.column("clip_id").to_pylist(), batch.column("waveform")):
-                if cid in wanted:
-                    w = from_storage(wave.values.to_numpy(zero_copy_only=False))
-                    out[cid] = transform(w) if transform else w
+        for cid, wave in partition_waves(path, wanted):
+            out[cid] = transform(wave) if transform else wave
     return out
