@@ -103,19 +103,28 @@ def test_register_promote_refuse_and_score_wavs(flow_ws, demo_small, realdata, c
     with connect(ws, read_only=True) as con:
         runs = query_rows(con, "SELECT run_id FROM runs WHERE encoder IN ('teacher', 'student-retain')")
     scored = sorted((_official_by_sklearn(ws, r["run_id"]), r["run_id"]) for r in runs)
-    worst_score, worst = scored[0]
-    assert worst_score < float(mv.tags["official_score"]) or worst == student_knn
+    (worst_score, worst), (best_score, best) = scored[0], scored[-1]
+    assert worst_score < best_score
+
+    def register(run_id):
+        assert main(["register", "--workspace", str(ws.root), "--run", run_id]) == 0
+        version = str(max(int(m.version) for m in c.search_model_versions("name = 'asd-encoder'")))
+        assert aliases(ws, TrackingConfig())["challenger"] == version
+        return version
+
+    v2 = register(best)  # at least as good as v1 (v1's run is among the scored ones): promoted
+    assert main(["promote", "--workspace", str(ws.root)]) == 0
+    assert aliases(ws, TrackingConfig())["champion"] == v2
     capsys.readouterr()
-    assert main(["register", "--workspace", str(ws.root), "--run", worst]) == 0
-    v2 = str(max(int(m.version) for m in c.search_model_versions("name = 'asd-encoder'")))
-    assert aliases(ws, TrackingConfig())["challenger"] == v2
-    if worst != student_knn:
-        assert main(["promote", "--workspace", str(ws.root)]) == 1
-        err = capsys.readouterr()
-        assert f"{worst_score:.4f}" in err.out and f"{float(mv.tags['official_score']):.4f}" in err.out
-        assert "refused" in err.err
-        assert aliases(ws, TrackingConfig())["champion"] == v1
-        assert c.get_model_version("asd-encoder", v2).tags["promotion_decision"] == "refused"
+    v3 = register(worst)  # worse than the champion: refused, both numbers printed
+    assert main(["promote", "--workspace", str(ws.root)]) == 1
+    err = capsys.readouterr()
+    assert f"{worst_score:.4f}" in err.out and f"{best_score:.4f}" in err.out
+    assert "refused" in err.err
+    assert aliases(ws, TrackingConfig())["champion"] == v2
+    tags = c.get_model_version("asd-encoder", v3).tags
+    assert tags["promotion_decision"] == "refused" and float(tags["promotion_champion_score"]) == pytest.approx(best_score, abs=1e-9)
+    assert c.get_model_version("asd-encoder", v2).tags["promotion_decision"] == "promoted"
     assert main(["models", "--workspace", str(ws.root)]) == 0
     listing = capsys.readouterr().out
     assert "challenger" in listing and "champion" in listing and "student-retain" in listing
@@ -124,7 +133,7 @@ def test_register_promote_refuse_and_score_wavs(flow_ws, demo_small, realdata, c
     model = mlflow.pyfunc.load_model("models:/asd-encoder@champion")
     with connect(ws, read_only=True) as con:
         want = query_rows(con, "SELECT c.root, c.relative_path, c.machine_type, c.section, s.score, s.decision FROM scores s "
-                               "JOIN clips c USING (clip_id) WHERE s.run_id = ? ORDER BY c.relative_path LIMIT 12", [student_knn])
+                               "JOIN clips c USING (clip_id) WHERE s.run_id = ? ORDER BY c.relative_path LIMIT 12", [best])
     files = pd.DataFrame({"path": [f"{w['root']}/{w['relative_path']}" for w in want],
                           "machine_type": [w["machine_type"] for w in want], "section": [w["section"] for w in want]})
     got = model.predict(files)
