@@ -66,46 +66,99 @@ def cmd_ingest(args) -> int:
     return 0
 
 
-def cmd_demo(args) -> int:
-    from asd_core.config import Workspace
-    from asd_core.demo import make_demo_data
-    from asd_core.storage.catalog import connect, query_rows
+def _print_pipeline_report(r: dict, ws: Path) -> None:
     from asd_core.textable import format_table
-    from flows.embed import embed_flow
-    from flows.score import score_flow
 
-    data = args.workspace / "demo-data"
-    counts = make_demo_data(data, seed=args.seed, size=args.size)
-    print(f"demo data: {counts['clips']} clips of {', '.join(counts['machines'])} under {data}")
-    args.dataset_name, args.ground_truth = "demo", None
-    report = _run_ingest([data], args)
-    _print_ingest_report(report)
-    if not report["clips"]:
-        return 1
-    run_ids = []
-    for encoder in DEMO_ENCODERS:
-        embed_flow(workspace=str(args.workspace), encoder=encoder)
-        for normalization in DEMO_NORMALIZATIONS:
-            run_ids.append(score_flow(workspace=str(args.workspace), encoder=encoder, normalization=normalization)["run_id"])
-    with connect(Workspace(args.workspace), read_only=True) as con:
-        rows = query_rows(con, f"""SELECT run_id, encoder, normalization, official_score, hmean_auc_source, hmean_auc_target, hmean_pauc
-                                   FROM run_metrics WHERE dataset = 'demo' AND noise_subset = 'clean' AND run_id IN ({', '.join('?' * len(run_ids))})
-                                   ORDER BY encoder, normalization""", run_ids)
-    print("\nDemo results (official score = harmonic mean of AUC_source, AUC_target and pAUC over sections):\n")
-    print(format_table(rows))
-    ws = args.workspace
-    best = max(rows, key=lambda r: r["official_score"] or 0)["run_id"] if rows else "RUN_ID"
-    print(f"""
-Look further:
-  asd evaluate --workspace {ws} --run {best}     per-section table of the best run
-  asd sql --workspace {ws} "SELECT * FROM section_metrics"                 any SQL over {ws}/asd.duckdb
-  duckdb -readonly {ws}/asd.duckdb                                          the DuckDB CLI, if installed (views: see sql/README.md)
-  prefect server start                                                      the Prefect UI with the flow runs (set PREFECT_API_URL)""")
+    print("Stages:\n" + format_table([{k: s[k] for k in ("stage", "status", "seconds")} for s in r["stages"]]))
+    print(f"\nResults on the clean test clips (official score = harmonic mean of AUC_source, AUC_target and pAUC "
+          f"over sections; {r['seconds']:.0f} s in all):\n")
+    print(format_table([{k: v for k, v in row.items() if k != "run_id"} for row in r["results"]]))
+    if r["noisy"]:
+        print("\nNoisy test clips, official score per noise subset and SNR bin (columns: encoder/normalization):\n")
+        print(format_table(r["noisy"]))
+    if r.get("registered"):
+        reg = r["registered"]
+        print(f"\nregistered {reg['name']} version {reg['version']} (alias challenger), official score "
+              f"{reg['official_score']:.4f}; promote it with: asd promote --workspace {ws}")
+    best = r["results"][0] if r["results"] else None
+    best_id = best["run_id"] if best else "RUN_ID"
+    report = r["reports"].get(_config_key(r, best_id))
+    mlflow_db = Path(ws).resolve() / "mlflow" / "mlflow.db"
+    lines = [
+        "",
+        "Look further:",
+        f"  asd evaluate --workspace {ws} --run {best_id}      per-section metrics of the best run",
+        f"  asd report --workspace {ws} --run {best_id}        (re)build its HTML report",
+    ]
+    if report:
+        lines.append(f"  {report}")
+    lines += [
+        f"  asd sql --workspace {ws} \"SELECT encoder, normalization, official_score FROM run_metrics WHERE noise_subset = 'clean'\"",
+        f"  asd sql --workspace {ws} \"SELECT * FROM section_metrics WHERE run_id = '{best_id}'\"",
+        f"  duckdb -readonly {ws}/asd.duckdb        the DuckDB CLI, if installed (tables and views: sql/README.md)",
+        f"  mlflow ui --backend-store-uri sqlite:///{mlflow_db}        MLflow UI: runs, reports, registered models",
+        "  prefect server start        Prefect UI with these flow runs and their artifacts (http://127.0.0.1:4200)",
+    ]
+    print("\n".join(lines))
+
+
+def _config_key(r: dict, run_id: str) -> str:
+    """``<encoder as configured>/<normalization>`` of a run id (students are stored as student-<objective>)."""
+    return next((key for key, rid in r["run_ids"].items() if rid == run_id), "")
+
+
+def cmd_pipeline(args) -> int:
+    from asd_core.pipeline.config import load_config
+
+    overrides = list(args.set or [])
+    if args.workspace is not None:
+        overrides.append(f"workspace={_toml_str(args.workspace)}")
+    if args.data_root:
+        overrides.append("data.roots=[" + ", ".join(_toml_str(r) for r in args.data_root) + "]")
+    if args.task_runner:
+        overrides.append(f"runner.task_runner={_toml_str(args.task_runner)}")
+    if args.dask_address:
+        overrides.append(f"runner.dask_address={_toml_str(args.dask_address)}")
+    cfg = load_config(args.config, overrides)
+    if args.print_config:
+        from asd_core.pipeline.toml import dumps
+
+        print(dumps(cfg.to_dict()), end="")
+        return 0
+    from flows.pipeline import pipeline_flow
+
+    r = pipeline_flow(config=cfg.to_dict(), refresh=args.refresh)
+    _print_pipeline_report(r, Path(cfg.workspace))
     return 0
 
 
-DEMO_ENCODERS = ("stft-mean", "logmel-stats")
-DEMO_NORMALIZATIONS = ("none", "knn", "gwrp")
+def _toml_str(value) -> str:
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+
+
+def cmd_demo(args) -> int:
+    from asd_core.demo import make_demo_data
+    from asd_core.pipeline.demo import demo_config
+    from flows.pipeline import pipeline_flow
+
+    ws = args.workspace
+    data = ws / "demo-data"
+    counts = make_demo_data(data, seed=args.seed, size=args.size)
+    print(f"demo data: {counts['clips']} clips of {', '.join(counts['machines'])} and {counts['noise_files']} noise files under {data}")
+    cfg = demo_config(ws, data, args.set)
+    r = pipeline_flow(config=cfg.to_dict(), refresh=args.refresh)
+    _print_pipeline_report(r, ws)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from flows.report import report_flow
+
+    r = report_flow(workspace=str(args.workspace), run_id=args.run, tracking_uri=args.tracking_uri, mlflow=not args.no_mlflow)
+    print(f"report of run {r['run_id']}: {r['index']} ({len(r['figures'])} figures)")
+    if r.get("mlflow_uri"):
+        print(f"MLflow: {r['mlflow_uri']} (experiment asd-reports, run {r['mlflow_run_id']})")
+    return 0
 
 
 def cmd_sql(args) -> int:
@@ -520,13 +573,45 @@ def build_parser() -> argparse.ArgumentParser:
     _add_workspace(p)
     p.set_defaults(func=cmd_sql)
 
-    p = sub.add_parser("demo", help="generate the demo data and run the pipeline on it",
-                       description="Generate the built-in demo dataset under <workspace>/demo-data and run the "
-                                   "pipeline on it: ingest, embed (stft-mean, logmel-stats), score (none, knn, gwrp), "
-                                   "and print the official score of each run.")
+    p = sub.add_parser("pipeline", help="run the whole pipeline from a config file (Prefect flow, cached stages)",
+                       description="ingest -> mixtures -> teacher -> student -> embeddings -> scores (+ HTML reports) -> "
+                                   "evaluation -> MLflow registration, described by one TOML file (every key and default: "
+                                   "deployments/pipeline.toml). Each stage is cached by the content of its inputs and the "
+                                   "version of its code: a re-run recomputes only what changed. One run per workspace at a time.")
+    p.add_argument("--config", default=None, metavar="FILE", help="TOML config (default: built-in defaults)")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                   help="override a config key, value in TOML syntax, e.g. --set teacher.epochs=5 "
+                        "--set 'score.normalizations=[\"knn\"]' (repeatable)")
+    p.add_argument("--data-root", action="append", type=Path, metavar="DIR", help="dataset root (repeatable; replaces data.roots)")
+    p.add_argument("--task-runner", choices=["thread", "dask"], default=None, help="sets runner.task_runner")
+    p.add_argument("--dask-address", default=None, help="sets runner.dask_address, e.g. tcp://scheduler:8786")
+    p.add_argument("--refresh", action="store_true", help="recompute every stage, ignoring cached results")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config as TOML and exit")
+    p.add_argument("--workspace", default=None, type=Path,
+                   help="overrides the config's workspace (default: the config's, else ./asd-workspace)")
+    p.set_defaults(func=cmd_pipeline)
+
+    p = sub.add_parser("report", help="(re)build the HTML report of a scoring run and log it to MLflow",
+                       description="Write <workspace>/reports/<run>/index.html with PNG figures: per-section score "
+                                   "histograms by domain and label before and after normalization, ROC curves per "
+                                   "domain and the metrics table; log it as artifacts of the run's MLflow report run "
+                                   "(experiment asd-reports) and link it from a Prefect markdown artifact.")
+    p.add_argument("--run", default=None, metavar="ID", help="scoring run (default: the only run)")
+    p.add_argument("--no-mlflow", action="store_true", help="only write the local report")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default: sqlite store in <workspace>/mlflow/mlflow.db)")
+    _add_workspace(p)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("demo", help="generate the demo data and run the whole pipeline on it",
+                       description="Generate the built-in demo dataset under <workspace>/demo-data and run the whole "
+                                   "pipeline on it (asd pipeline with the demo config: spectral encoders, a teacher "
+                                   "trained from scratch and its retain-not-denoise student; none/knn/gwrp scoring; "
+                                   "HTML reports; MLflow registration), then print the results and where to look further.")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", choices=["small", "medium", "dcase"], default="small")
-    _add_ingest_options(p)
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a key of the demo config (repeatable)")
+    p.add_argument("--refresh", action="store_true", help="recompute every stage, ignoring cached results")
     _add_workspace(p)
     p.set_defaults(func=cmd_demo)
     return parser

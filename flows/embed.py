@@ -1,4 +1,8 @@
-"""Embed flow: one task per audio partition (machine type x dataset), streaming batches."""
+"""Embed flow: one task per shard (audio partition = machine type x dataset), streaming batches.
+
+Shards run on the flow's task runner: one at a time by default (the encoder already uses
+every core), on Dask workers with ``embed_flow.with_options(task_runner=...)`` (flows/runners.py).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from asd_core.config import Workspace
 from asd_core.embedding import embed_partition
@@ -18,17 +23,20 @@ from asd_core.runtime import configure_threads
 
 
 @task(retries=1, cache_policy=NO_CACHE, task_run_name="embed-{machine_type}-{dataset}")
-def embed_task(ws: Workspace, encoder, machine_type: str, dataset: str, audio_path: Path, batch_size: int, workers: int):
+def embed_task(ws: Workspace, encoder, machine_type: str, dataset: str, audio_path: Path, batch_size: int, workers: int,
+               threads: int | None = None):
+    configure_threads(threads)  # this task may run in another process (a Dask worker)
     return embed_partition(ws, encoder, machine_type, dataset, audio_path, batch_size, workers)
 
 
 @task(retries=1, cache_policy=NO_CACHE, task_run_name="embed-noisy-{machine_type}-{dataset}")
 def embed_noisy_task(ws: Workspace, encoder, machine_type: str, dataset: str, audio_path: Path, rows: list, lib,
-                     batch_size: int):
+                     batch_size: int, threads: int | None = None):
+    configure_threads(threads)
     return embed_noisy_partition(ws, encoder, machine_type, dataset, audio_path, rows, lib, batch_size)
 
 
-@flow(name="asd-embed")
+@flow(name="asd-embed", task_runner=ThreadPoolTaskRunner(max_workers=1))
 def embed_flow(workspace: str = "./asd-workspace", encoder: str = "logmel-stats", batch_size: int = 16,
                threads: int | None = None, encoder_options: dict | None = None, workers: int = 0,
                noisy: bool = False) -> dict:
@@ -46,15 +54,15 @@ def embed_flow(workspace: str = "./asd-workspace", encoder: str = "logmel-stats"
     if not parts:
         raise FileNotFoundError(f"no ingested audio in {ws.root}; run `asd ingest` first")
     write_encoder_card(ws, enc)
-    # Sequential on purpose: the encoder already uses every core through torch's threads.
-    results = [embed_task(ws, enc, mt, ds, path, batch_size, workers) for mt, ds, path in parts]
+    futures = [embed_task.submit(ws, enc, mt, ds, path, batch_size, workers, threads) for mt, ds, path in parts]
     if noisy:
         groups = noisy_rows_by_partition(ws)
         if not groups:
             raise FileNotFoundError(f"no noisy test clips in {ws.root}; run `asd mix` first")
         lib = read_noise_library(ws)
-        results += [embed_noisy_task(ws, enc, mt, ds, path, groups[(mt, ds)], lib, batch_size)
+        futures += [embed_noisy_task.submit(ws, enc, mt, ds, path, groups[(mt, ds)], lib, batch_size, threads)
                     for mt, ds, path in parts if (mt, ds) in groups]
+    results = [f.result() for f in futures]
     report = {"encoder": enc.name, "encoder_version": enc.version, "dim": enc.dim,
               "embedded": sum(r.embedded for r in results), "reused": sum(r.reused for r in results),
               "partitions": [asdict(r) for r in results]}

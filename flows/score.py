@@ -1,4 +1,6 @@
-"""Score flow: per machine type, fit or re-use section indexes, score test clips, publish to DuckDB."""
+"""Score flow: one task per shard (machine type) fits or re-uses its section indexes and scores
+its test clips on the flow's task runner (threads, or Dask workers via ``with_options``);
+the flow writes the run's Parquet and publishes it to DuckDB once."""
 
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from asd_core.storage.catalog import publish_run
 
 @task(cache_policy=NO_CACHE, task_run_name="score-{machine_type}")
 def score_machine_type(ws: Workspace, encoder: str, version: str, machine_type: str, cfg: ScoringConfig, strict: bool,
-                       noisy: bool = False):
+                       noisy: bool = False, threads: int | None = None):
+    configure_threads(threads)  # this task may run in another process (a Dask worker)
     results, skipped = [], []
     for sec in load_sections(ws, encoder, version, machine_type, noisy):
         try:
@@ -51,7 +54,7 @@ def score_flow(workspace: str = "./asd-workspace", encoder: str = "logmel-stats"
     cfg = ScoringConfig(normalization=normalization, metric=metric or card["distance"], k=k, r=r,
                         index_type=index_type, threshold_quantile=threshold_quantile)
     machine_types = machine_types_with_embeddings(ws, name, version)
-    futures = [score_machine_type.submit(ws, name, version, mt, cfg, strict, noisy) for mt in machine_types]
+    futures = [score_machine_type.submit(ws, name, version, mt, cfg, strict, noisy, threads) for mt in machine_types]
     results, skipped = [], []
     for f in futures:
         res, skip = f.result()

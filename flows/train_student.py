@@ -4,6 +4,7 @@ noisy test sets (runs in DuckDB), log everything to MLflow, register the student
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -22,6 +23,8 @@ from flows.embed import embed_flow
 from flows.score import score_flow
 
 EVAL_NORMALIZATIONS = ("none", "knn")
+# pydantic notes that the flow parameter ``register`` shadows a BaseModel attribute; harmless, and the name is public API
+warnings.filterwarnings("ignore", message='Field name "register"', category=UserWarning)
 
 
 @task(cache_policy=NO_CACHE)

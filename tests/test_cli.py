@@ -4,7 +4,7 @@ import pytest
 
 from flows.cli import build_parser, main
 
-COMMANDS = ["make-demo-data", "ingest", "mix", "embed", "train-teacher", "train-student", "register", "promote", "models", "score", "evaluate", "export-dcase", "sql", "demo"]
+COMMANDS = ["make-demo-data", "ingest", "mix", "embed", "train-teacher", "train-student", "register", "promote", "models", "score", "evaluate", "export-dcase", "sql", "pipeline", "report", "demo"]
 
 
 def test_all_commands_are_listed():

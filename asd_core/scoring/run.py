@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -167,3 +167,15 @@ def data_snapshot(ws: Workspace, clip_ids: list[str]) -> str:
     pairs = sorted((r["clip_id"], r["sha256"]) for p in all_files(ws, "clips")
                    for r in pq.read_table(p, columns=["clip_id", "sha256"]).to_pylist() if r["clip_id"] in wanted)
     return hashlib.sha256(json.dumps(pairs).encode()).hexdigest()[:16]
+
+
+def run_params(run: dict) -> dict:
+    """``runs.params`` (JSON text from DuckDB) as a dict."""
+    return json.loads(run["params"]) if isinstance(run["params"], str) else dict(run["params"])
+
+
+def scoring_config(run: dict) -> ScoringConfig:
+    """The ScoringConfig a ``runs`` row was scored with."""
+    params = run_params(run)
+    names = {f.name for f in fields(ScoringConfig)}
+    return ScoringConfig(normalization=run["normalization"], **{k: v for k, v in params.items() if k in names})

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import mlflow.pyfunc
 import numpy as np
+import pandas as pd
 
 BUNDLE = "bundle"
 
@@ -61,9 +62,7 @@ class AsdScoringModel(mlflow.pyfunc.PythonModel):
                              "add a dataset column")
         return self.detectors[keys[0]]
 
-    def predict(self, context, model_input, params=None):
-        import pandas as pd
-
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         from asd_core.config import AudioConfig
         from asd_core.datasets import audio_io
 

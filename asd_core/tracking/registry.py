@@ -13,19 +13,31 @@ import json
 import shutil
 import tempfile
 import time
-from dataclasses import fields
 from importlib import metadata
 from pathlib import Path
 
 from asd_core.config import Workspace
 from asd_core.embedding.embed import read_encoder_card
 from asd_core.scoring import index_store
-from asd_core.scoring.detector import ScoringConfig
+from asd_core.scoring.run import run_params, scoring_config
 from asd_core.storage.catalog import connect, query_rows, resolve_run
 from asd_core.tracking.pyfunc_model import BUNDLE, AsdScoringModel
 from asd_core.tracking.store import TrackingConfig, client, git_commit, training_run
 
 CHALLENGER, CHAMPION = "challenger", "champion"
+
+
+def _signature():
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    inputs = Schema([ColSpec("string", "path"), ColSpec("string", "machine_type"), ColSpec("string", "section"),
+                     ColSpec("string", "dataset", required=False)])
+    outputs = Schema([ColSpec("double", "score"), ColSpec("double", "threshold"), ColSpec("long", "decision")])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+SIGNATURE = _signature()
 _PIP = ("torch", "torchaudio", "faiss-cpu", "numpy", "pandas", "soundfile", "pyarrow", "scipy", "mlflow")
 
 
@@ -39,17 +51,6 @@ def official_score(con, run_id: str) -> float | None:
         SELECT hmean(v) FROM (SELECT unnest([auc_source, auc_target, pauc]) AS v FROM section_metrics
                               WHERE run_id = ? AND noise_subset = 'clean')""", [run_id]).fetchone()
     return None if row is None or row[0] is None else float(row[0])
-
-
-def _params(run: dict) -> dict:
-    """``runs.params`` (JSON text from DuckDB) as a dict."""
-    return json.loads(run["params"]) if isinstance(run["params"], str) else dict(run["params"])
-
-
-def scoring_config(run: dict) -> ScoringConfig:
-    params = _params(run)
-    names = {f.name for f in fields(ScoringConfig)}
-    return ScoringConfig(normalization=run["normalization"], **{k: v for k, v in params.items() if k in names})
 
 
 def bundle_run(ws: Workspace, run_id: str, out: Path) -> dict:
@@ -102,7 +103,7 @@ def register_run(ws: Workspace, run_id: str | None, tracking: TrackingConfig = T
         bundle = Path(tmp) / BUNDLE
         run = bundle_run(ws, run_id, bundle)
         card = json.loads((bundle / "encoder.json").read_text())
-        params = _params(run)
+        params = run_params(run)
         version_tags = {
             "run_id": run["run_id"], "encoder": run["encoder"], "encoder_version": run["encoder_version"],
             "normalization": run["normalization"], "official_score": _fmt(run["official_score"]),
@@ -115,7 +116,7 @@ def register_run(ws: Workspace, run_id: str | None, tracking: TrackingConfig = T
             if run["official_score"] is not None:
                 mlflow.log_metric("official_score", run["official_score"])
             info = mlflow.pyfunc.log_model(name="model", python_model=AsdScoringModel(), artifacts={BUNDLE: str(bundle)},
-                                           pip_requirements=_requirements())
+                                           pip_requirements=_requirements(), signature=SIGNATURE)
             mlflow_run_id = log.run_id
     c = client(ws, tracking)
     mv = mlflow.register_model(info.model_uri, tracking.model_name, tags=version_tags)

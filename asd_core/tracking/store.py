@@ -121,3 +121,26 @@ def _flatten(d: dict, prefix: str = "") -> dict:
         else:
             out[key] = v
     return out
+
+
+REPORTS_EXPERIMENT = "asd-reports"
+
+
+def log_report(ws: Workspace, cfg: TrackingConfig, run: dict, folder: Path, metrics: dict) -> tuple[str, str]:
+    """Log a run report folder as artifacts of one MLflow run per scoring run (re-used when
+    the report is regenerated, so there is one place to look); returns (MLflow run id, artifact URI)."""
+    c = client(ws, cfg)
+    exp = experiment_id(ws, TrackingConfig(uri=cfg.uri, experiment=REPORTS_EXPERIMENT, model_name=cfg.model_name))
+    found = c.search_runs([exp], filter_string=f"tags.scoring_run_id = '{run['run_id']}'", max_results=1)
+    if found:
+        mlflow_run_id = found[0].info.run_id
+    else:
+        mlflow_run_id = c.create_run(exp, run_name=f"report-{run['run_id']}", tags={
+            "scoring_run_id": run["run_id"], "encoder": run["encoder"], "normalization": run["normalization"],
+            "git_commit": git_commit(), "kind": "report"}).info.run_id
+    for key, value in metrics.items():
+        if _finite(value):
+            c.log_metric(mlflow_run_id, key, float(value))
+    c.log_artifacts(mlflow_run_id, str(folder), artifact_path="report")
+    c.set_terminated(mlflow_run_id)
+    return mlflow_run_id, f"{c.get_run(mlflow_run_id).info.artifact_uri}/report/index.html"

@@ -1,0 +1,100 @@
+"""Cache keys of pipeline stages: the content of a stage's inputs plus the version of its code.
+
+Inside the workspace everything is keyed by content (the ingested clips by their audio
+sha256, mixtures by their provenance rows, models by their content hash), so touching a
+file changes nothing and changing one clip changes every key downstream of it. Raw input
+folders outside the workspace (dataset roots, noise folders) are keyed by (path, size,
+mtime): re-reading terabytes to decide whether to ingest would cost what ingest costs, and
+ingest itself compares content hashes, so a touched-but-equal file costs one re-read and
+changes no key after it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from asd_core.config import Workspace
+from asd_core.ingest.layout import all_files
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# Code every stage depends on: configuration, schemas, the catalogue and its SQL.
+COMMON_CODE = ("asd_core/config.py", "asd_core/schemas.py", "asd_core/storage", "sql")
+CLIP_KEY_COLUMNS = ("clip_id", "sha256", "dataset", "machine_type", "section", "split", "domain", "label",
+                    "channel_selection", "pipeline_sample_rate")
+
+
+def digest(obj) -> str:
+    """Stable short hash of a JSON-able object."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def code_version(*parts: str) -> str:
+    """Hash of the source files under the given project-relative paths (plus the common code),
+    so editing a helper a stage calls changes the stage's key (Prefect's TASK_SOURCE would not)."""
+    h = hashlib.sha256()
+    for part in sorted(set(parts) | set(COMMON_CODE)):
+        p = PROJECT_ROOT / part
+        files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.suffix in (".py", ".sql"))
+        if not files:
+            raise FileNotFoundError(f"code version: {p} does not exist")
+        for f in files:
+            h.update(str(f.relative_to(PROJECT_ROOT)).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def tree_fingerprint(folder: str | Path) -> str:
+    """(relative path, size, mtime) of every file under ``folder`` (raw inputs outside the workspace)."""
+    root = Path(folder).expanduser().resolve()
+    if not root.exists():
+        raise FileNotFoundError(f"{root}: no such file or folder")
+    if root.is_file():
+        st = root.stat()
+        return digest([root.name, st.st_size, st.st_mtime_ns])
+    entries = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            st = os.stat(os.path.join(dirpath, name))
+            entries.append((os.path.relpath(os.path.join(dirpath, name), root), st.st_size, st.st_mtime_ns))
+    return digest([str(root), entries])
+
+
+def file_sha256(path: str | Path) -> str:
+    """Content hash of one file (e.g. a BEATs checkpoint), streamed."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def clips_fingerprint(ws: Workspace) -> str:
+    """What the ingested clips are: ids, audio content hashes and labels (not paths or mtimes)."""
+    rows = []
+    for path in all_files(ws, "clips"):
+        t = pq.read_table(path, columns=list(CLIP_KEY_COLUMNS))
+        rows += [tuple(r.values()) for r in t.to_pylist()]
+    if not rows:
+        raise FileNotFoundError(f"no ingested clips in {ws.root}")
+    return digest(sorted(rows, key=lambda r: r[0]))
+
+
+def artifact_fingerprint(ws: Workspace, artifact: str) -> str:
+    """Content of every Parquet file of a workspace artifact (rows sorted by file, then as stored)."""
+    files = all_files(ws, artifact)
+    h = hashlib.sha256()
+    for path in files:
+        h.update(str(path.relative_to(ws.root)).encode())
+        h.update(json.dumps(pq.read_table(path).to_pylist(), sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16] if files else "none"
+
+
+def stage_key(stage: str, code: str, **inputs) -> str:
+    """The cache key of one stage run."""
+    return f"{stage}-{digest({'code': code, **inputs})}"

@@ -1,0 +1,274 @@
+"""The parent flow: ingest -> mixtures -> teacher -> student -> embeddings -> scores (+ reports)
+-> evaluation -> MLflow registration, from one PipelineConfig.
+
+Each stage is a Prefect task whose cache key is the content of its inputs plus the version of
+its code (asd_core/pipeline/fingerprint.py); results persist under ``<workspace>/cache``, so a
+re-run recomputes only the stages whose inputs or code changed. A cached stage whose outputs
+have since disappeared from the workspace runs again. One pipeline run per workspace at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.context import get_run_context
+from prefect.filesystems import LocalFileSystem
+
+from asd_core.config import Workspace
+from asd_core.embedding.embed import embeddings_dir
+from asd_core.mixing.artifacts import mixtures_file, noisy_clips_file
+from asd_core.pipeline.config import PipelineConfig, PipelineConfigError, load_config
+from asd_core.pipeline.fingerprint import (artifact_fingerprint, clips_fingerprint, code_version, digest, file_sha256,
+                                           stage_key, tree_fingerprint)
+from asd_core.pipeline.lock import workspace_lock
+from asd_core.pipeline.results import noisy_table, results_table
+from asd_core.scoring.run import run_dir
+from asd_core.storage.catalog import connect
+from asd_core.textable import format_table
+from asd_core.tracking.registry import register_run
+from asd_core.tracking.store import TrackingConfig
+from flows.embed import embed_flow
+from flows.ingest import ingest_flow
+from flows.mix import mix_flow
+from flows.report import report_flow
+from flows.runners import process_threads, shard_task_runner
+from flows.score import score_flow
+from flows.train_student import train_student_flow
+from flows.train_teacher import train_teacher_flow
+
+CODE = {
+    "ingest": ("asd_core/ingest", "asd_core/datasets", "flows/ingest.py"),
+    "mix": ("asd_core/mixing", "flows/mix.py"),
+    "teacher": ("asd_core/training", "asd_core/models", "asd_core/tracking", "flows/train_teacher.py"),
+    "student": ("asd_core/training", "asd_core/models", "asd_core/mixing", "asd_core/tracking", "flows/train_student.py"),
+    "embed": ("asd_core/embedding", "asd_core/encoders", "asd_core/models", "asd_core/training", "asd_core/mixing", "flows/embed.py"),
+    "score": ("asd_core/scoring", "asd_core/mixing/artifacts.py", "flows/score.py"),
+    "report": ("asd_core/reporting", "asd_core/evaluation", "asd_core/tracking", "flows/report.py"),
+    "register": ("asd_core/tracking", "asd_core/scoring", "flows/pipeline.py"),
+}
+
+
+def _stage_cache_key(context, parameters: dict) -> str:
+    return parameters["key"]
+
+
+@task(persist_result=True, cache_key_fn=_stage_cache_key)
+def stage(name: str, key: str, fn: Callable, kwargs: dict):
+    """One pipeline stage: ``fn(**kwargs)``, skipped when a run with the same key completed."""
+    return fn(**kwargs)
+
+
+@dataclass
+class StageRunner:
+    """Runs stages through the cached task and records what each one did."""
+
+    storage: LocalFileSystem
+    refresh: bool = False
+    log: list[dict] = field(default_factory=list)
+
+    def __call__(self, name: str, key: str, fn: Callable, present: Callable[[object], bool] = lambda r: True, **kwargs):
+        t0 = time.perf_counter()
+        task_ = stage.with_options(name=f"stage-{name.split('-')[0]}", task_run_name=name, result_storage=self.storage,
+                                   refresh_cache=self.refresh)
+        state = task_(name, key, fn, kwargs, return_state=True)
+        result = state.result()
+        cached = state.name == "Cached"
+        if cached and not present(result):  # cached, but its outputs left the workspace
+            get_run_logger().warning("stage %s: cached result found but its outputs are gone; recomputing", name)
+            state = task_.with_options(refresh_cache=True)(name, key, fn, kwargs, return_state=True)
+            result, cached = state.result(), False
+        self.log.append({"stage": name, "status": "cached" if cached else "computed",
+                         "seconds": round(time.perf_counter() - t0, 2), "key": key})
+        return result
+
+
+def cache_storage(ws: Workspace) -> LocalFileSystem:
+    """The stage results live in the workspace (delete the workspace, lose its cache)."""
+    storage = LocalFileSystem(basepath=str(ws.root / "cache" / "stages"))
+    storage.save(f"asd-cache-{digest(str(ws.root))[:12]}", overwrite=True)
+    return storage
+
+
+@flow(name="asd-pipeline")
+def pipeline_flow(config_file: str | None = None, overrides: list[str] | None = None, config: dict | None = None,
+                  refresh: bool = False) -> dict:
+    """Run every configured stage; ``config`` (a PipelineConfig dict) or ``config_file`` + ``overrides``
+    (``section.key=value``) describe the run; ``refresh`` ignores cached stages."""
+    if config is not None and config_file is not None:
+        raise PipelineConfigError("give config or config_file, not both")
+    cfg = PipelineConfig.from_dict(config).with_overrides(overrides or []) if config is not None else load_config(config_file, overrides)
+    if not cfg.data.roots:
+        raise PipelineConfigError("data.roots is empty: list the dataset roots in the config or pass --data-root")
+    ws = Workspace(Path(cfg.workspace)).ensure()
+    ctx = get_run_context()
+    with workspace_lock(ws, owner=f"flow run {ctx.flow_run.name} ({ctx.flow_run.id})"):
+        runner = StageRunner(cache_storage(ws), refresh)
+        with shard_task_runner(cfg.runner) as shard_runner:
+            return _run(cfg, ws, runner, shard_runner)
+
+
+def _run(cfg: PipelineConfig, ws: Workspace, run: StageRunner, shard_runner) -> dict:
+    log = get_run_logger()
+    t_start = time.perf_counter()
+    threads = process_threads(cfg.runner)
+    device = cfg.runner.device or None
+    tracking_uri = cfg.register.tracking_uri or None
+    root = str(ws.root)
+
+    # --- ingest -------------------------------------------------------------------------------
+    roots = [str(Path(r).expanduser().resolve()) for r in cfg.data.roots]
+    ingest_kwargs = dict(roots=roots, workspace=root, dataset_name=cfg.data.dataset_name or None, channel=cfg.data.channel,
+                         sample_rate=cfg.data.sample_rate, storage_dtype=cfg.data.storage_dtype,
+                         ground_truth=cfg.data.ground_truth or None, min_relative_duration=cfg.data.min_relative_duration)
+    gt = cfg.data.ground_truth
+    ingest = run("ingest", stage_key("ingest", code_version(*CODE["ingest"]), roots=[tree_fingerprint(r) for r in roots],
+                                     ground_truth=tree_fingerprint(gt) if gt else None, params=ingest_kwargs),
+                 ingest_flow, present=lambda r: _has_clips(ws), **ingest_kwargs)
+    if not ingest["clips"]:
+        raise FileNotFoundError("no usable clips found in " + ", ".join(roots))
+    clips_fp = clips_fingerprint(ws)
+
+    # --- mixtures -----------------------------------------------------------------------------
+    mixtures_fp = None
+    if cfg.mix.enabled:
+        m = cfg.mix
+        mix_kwargs = dict(workspace=root, noise=str(Path(m.noise).expanduser().resolve()) if m.noise else None,
+                          supplemental=m.supplemental, mismatched=m.mismatched or None, seed=m.seed, snr_min=m.snr_min,
+                          snr_max=m.snr_max, mixtures_per_clip=m.mixtures_per_clip, lam=m.lam)
+        run("mix", stage_key("mix", code_version(*CODE["mix"]), clips=clips_fp,
+                             noise=tree_fingerprint(mix_kwargs["noise"]) if m.noise else None, params=mix_kwargs),
+            mix_flow, present=lambda r: mixtures_file(ws).exists() and noisy_clips_file(ws).exists(), **mix_kwargs)
+        mixtures_fp = digest([artifact_fingerprint(ws, a) for a in ("noise", "mixtures", "noisy_clips")])
+
+    # --- teacher ------------------------------------------------------------------------------
+    teacher_src = teacher_fp = None
+    if cfg.teacher.checkpoint:
+        teacher_src = str(Path(cfg.teacher.checkpoint).expanduser().resolve())
+        teacher_fp = file_sha256(teacher_src)
+    elif cfg.teacher.enabled:
+        tcfg = cfg.teacher.train.to_dict()
+        t = run("teacher", stage_key("teacher", code_version(*CODE["teacher"]), clips=clips_fp, config=tcfg, device=device),
+                train_teacher_flow, present=lambda r: Path(r["model_dir"]).is_dir(),
+                workspace=root, config=tcfg, device=device, threads=threads, tracking_uri=tracking_uri)
+        teacher_src, teacher_fp = t["model_dir"], t["model_hash"]
+
+    # --- student ------------------------------------------------------------------------------
+    student_dir = student_fp = None
+    if cfg.student.enabled and mixtures_fp and teacher_src:
+        scfg = cfg.student.train.to_dict()
+        s = run("student", stage_key("student", code_version(*CODE["student"]), clips=clips_fp, mixtures=mixtures_fp,
+                                     teacher=teacher_fp, config=scfg, device=device),
+                train_student_flow, present=lambda r: Path(r["model_dir"]).is_dir(),
+                workspace=root, teacher=teacher_src, config=scfg, device=device, threads=threads, tracking_uri=tracking_uri,
+                model_name=cfg.register.model_name, evaluate=False, register=False)
+        student_dir, student_fp = s["model_dir"], s["model_hash"]
+
+    # --- embeddings ---------------------------------------------------------------------------
+    layer = None if cfg.embed.beats_layer < 0 else cfg.embed.beats_layer
+    beats = {"layer": layer, "pooling": cfg.embed.beats_pooling} if cfg.teacher.checkpoint else {}
+    options = {"teacher": {"model": teacher_src}, "student": {"model": student_dir},
+               "oracle": {"teacher": teacher_src, "lam": cfg.mix.lam, **beats},
+               "beats": {"checkpoint": teacher_src, "layer": layer, "pooling": cfg.embed.beats_pooling}}
+    model_fp = {"teacher": teacher_fp, "beats": teacher_fp, "oracle": teacher_fp, "student": student_fp}
+    embed_with_runner = embed_flow.with_options(task_runner=shard_runner)
+    embeds, embed_keys = {}, {}
+    for enc in cfg.embed.encoders:
+        noisy = enc in cfg.embed.noisy_encoders and mixtures_fp is not None
+        opts = options.get(enc, {})
+        kwargs = dict(workspace=root, encoder=enc, batch_size=cfg.embed.batch_size, threads=threads, encoder_options=opts,
+                      workers=cfg.embed.workers, noisy=noisy)
+        # paths are keyed by the content hash of what they point at
+        key_opts = {k: v for k, v in opts.items() if k not in ("model", "teacher", "checkpoint")}
+        embed_keys[enc] = stage_key(f"embed-{enc}", code_version(*CODE["embed"]), clips=clips_fp, model=model_fp.get(enc),
+                                    options=key_opts, noisy=noisy, mixtures=mixtures_fp if noisy else None, device=device)
+        embeds[enc] = run(f"embed-{enc}", embed_keys[enc], embed_with_runner,
+                          present=lambda r: (embeddings_dir(ws, r["encoder"], r["encoder_version"]) / "encoder.json").exists(),
+                          **kwargs)
+
+    # --- scores and reports ---------------------------------------------------------------------
+    score_with_runner = score_flow.with_options(task_runner=shard_runner)
+    sc = cfg.score
+    run_ids, score_keys, reports = {}, {}, {}
+    for enc, rep in embeds.items():
+        noisy = enc in cfg.embed.noisy_encoders and mixtures_fp is not None
+        for norm in sc.normalizations:
+            params = dict(encoder=rep["encoder"], encoder_version=rep["encoder_version"], normalization=norm, k=sc.k, r=sc.r,
+                          threshold_quantile=sc.threshold_quantile, index_type=sc.index_type, strict=sc.strict, noisy=noisy)
+            key = stage_key(f"score-{enc}-{norm}", code_version(*CODE["score"]), embed=embed_keys[enc], params=params)
+            score_keys[(enc, norm)] = key
+            r = run(f"score-{enc}-{norm}", key, score_with_runner, present=lambda r: _has_run(ws, r["run_id"]),
+                    workspace=root, threads=threads, **params)
+            run_ids[(enc, norm)] = r["run_id"]
+            if cfg.report.enabled:
+                reports[(enc, norm)] = run(
+                    f"report-{enc}-{norm}", stage_key(f"report-{enc}-{norm}", code_version(*CODE["report"]), score=key,
+                                                      tracking=tracking_uri),
+                    report_flow, present=lambda r: Path(r["index"]).exists(),
+                    workspace=root, run_id=r["run_id"], tracking_uri=tracking_uri)
+
+    # --- evaluation ---------------------------------------------------------------------------
+    results = results_table(ws, list(run_ids.values()))
+    noisy_ids = [run_ids[(e, n)] for (e, n) in run_ids if e in cfg.embed.noisy_encoders and mixtures_fp is not None]
+    noisy = noisy_table(ws, noisy_ids)
+    create_table_artifact(key="pipeline-results", table=results,
+                          description="official score and harmonic-mean AUCs per encoder x normalization (clean test clips)")
+    if noisy:
+        create_table_artifact(key="pipeline-noisy", table=noisy, description="official score per noise subset and SNR bin")
+
+    # --- registration ---------------------------------------------------------------------------
+    registered = None
+    if cfg.register.enabled:
+        target = (cfg.register.encoder, cfg.register.normalization)
+        reg_kwargs = dict(workspace=root, run_id=run_ids[target], tracking_uri=tracking_uri, model_name=cfg.register.model_name,
+                          teacher=f"{Path(teacher_src).name} ({teacher_fp})" if teacher_src else "none",
+                          loss_config=json.dumps(cfg.student.train.objective.to_dict(), sort_keys=True)
+                          if cfg.register.encoder == "student" else "n/a")
+        registered = run("register", stage_key("register", code_version(*CODE["register"]), score=score_keys[target],
+                                               **{k: v for k, v in reg_kwargs.items() if k != "workspace"}),
+                         register_scoring_run, **reg_kwargs)
+
+    seconds = round(time.perf_counter() - t_start, 1)
+    computed = sum(s["status"] == "computed" for s in run.log)
+    log.info("pipeline done in %.1f s: %d stages computed, %d cached", seconds, computed, len(run.log) - computed)
+    create_markdown_artifact(key="pipeline-summary", markdown=_summary_markdown(run.log, results, noisy, registered),
+                             description=f"pipeline run on {ws.root}")
+    return {"workspace": root, "stages": run.log, "seconds": seconds,
+            "run_ids": {f"{e}/{n}": rid for (e, n), rid in run_ids.items()},
+            "reports": {f"{e}/{n}": r["index"] for (e, n), r in reports.items()},
+            "results": results, "noisy": noisy, "registered": registered,
+            "models": {"teacher": teacher_src, "student": student_dir}}
+
+
+def register_scoring_run(workspace: str, run_id: str, tracking_uri: str | None, model_name: str, teacher: str,
+                         loss_config: str) -> dict:
+    reg = register_run(Workspace(Path(workspace)), run_id, TrackingConfig(uri=tracking_uri, model_name=model_name),
+                       tags={"teacher": teacher, "loss_config": loss_config})
+    return {k: v for k, v in reg.items() if k != "tags"}
+
+
+def _has_clips(ws: Workspace) -> bool:
+    return any(ws.artifact_dir("clips").glob("**/clips.parquet"))
+
+
+def _has_run(ws: Workspace, run_id: str) -> bool:
+    if not (run_dir(ws, run_id) / "scores.parquet").exists() or not ws.duckdb_path.exists():
+        return False
+    with connect(ws, read_only=True) as con:
+        return con.execute("SELECT count(*) FROM runs WHERE run_id = ?", [run_id]).fetchone()[0] == 1
+
+
+def _summary_markdown(stages: list[dict], results: list[dict], noisy: list[dict], registered: dict | None) -> str:
+    parts = ["# Pipeline run", "## Stages", "```", format_table([{k: s[k] for k in ("stage", "status", "seconds")} for s in stages]), "```",
+             "## Results (clean test clips)", "```", format_table(results), "```"]
+    if noisy:
+        parts += ["## Noisy test clips: official score per subset and SNR bin", "```", format_table(noisy), "```"]
+    if registered:
+        parts.append(f"Registered `{registered['name']}` version {registered['version']} (alias challenger), "
+                     f"official score {registered['official_score']}.")
+    return "\n".join(parts)
