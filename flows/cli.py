@@ -69,7 +69,8 @@ def cmd_ingest(args) -> int:
 def _print_pipeline_report(r: dict, ws: Path) -> None:
     from asd_core.textable import format_table
 
-    print("Stages:\n" + format_table([{k: s[k] for k in ("stage", "status", "seconds")} for s in r["stages"]]))
+    print("Stages:\n" + format_table([{"stage": s["stage"], "status": s["status"], "seconds": f"{s['seconds']:.1f}"}
+                                      for s in r["stages"]]))
     print(f"\nResults on the clean test clips (official score = harmonic mean of AUC_source, AUC_target and pAUC "
           f"over sections; {r['seconds']:.0f} s in all):\n")
     print(format_table([{k: v for k, v in row.items() if k != "run_id"} for row in r["results"]]))

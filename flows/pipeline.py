@@ -73,7 +73,7 @@ class StageRunner:
     log: list[dict] = field(default_factory=list)
 
     def __call__(self, name: str, key: str, fn: Callable, present: Callable[[object], bool] = lambda r: True, **kwargs):
-        t0 = time.perf_counter()
+        t0, started = time.perf_counter(), time.time()
         task_ = stage.with_options(name=f"stage-{name.split('-')[0]}", task_run_name=name, result_storage=self.storage,
                                    refresh_cache=self.refresh)
         state = task_(name, key, fn, kwargs, return_state=True)
@@ -84,7 +84,7 @@ class StageRunner:
             state = task_.with_options(refresh_cache=True)(name, key, fn, kwargs, return_state=True)
             result, cached = state.result(), False
         self.log.append({"stage": name, "status": "cached" if cached else "computed",
-                         "seconds": round(time.perf_counter() - t0, 2), "key": key})
+                         "seconds": round(time.perf_counter() - t0, 2), "started": started, "key": key})
         return result
 
 
