@@ -126,6 +126,10 @@ def cmd_pipeline(args) -> int:
 
         print(dumps(cfg.to_dict()), end="")
         return 0
+    if not cfg.data.roots:  # checked before Prefect starts, so the message is not buried in a flow-run traceback
+        from asd_core.pipeline.config import PipelineConfigError
+
+        raise PipelineConfigError("data.roots is empty: list the dataset roots in the config or pass --data-root DIR")
     from flows.pipeline import pipeline_flow
 
     r = pipeline_flow(config=cfg.to_dict(), refresh=args.refresh)

@@ -98,3 +98,17 @@ def test_clip_fingerprint_follows_content_not_mtime(tmp_path, demo_small, ingest
     ws = ingest_tree(tmp_path / "ws", tree)
     assert clips_fingerprint(ws) != fp
     assert stage_key("x", "code", a=1) == stage_key("x", "code", a=1) != stage_key("x", "code2", a=1)
+
+
+def test_cli_pipeline_errors_before_starting(tmp_path, capsys):
+    from flows.cli import main
+
+    assert main(["pipeline", "--workspace", str(tmp_path / "ws")]) == 2
+    assert "data.roots is empty" in capsys.readouterr().err
+    assert main(["pipeline", "--config", str(tmp_path / "nope.toml")]) == 2
+    assert "nope.toml: config file not found" in capsys.readouterr().err
+    assert main(["pipeline", "--set", "score.k=0", "--data-root", str(tmp_path)]) == 2
+    assert "[score]: k must be >= 1, got 0" in capsys.readouterr().err
+    assert main(["pipeline", "--data-root", str(tmp_path), "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert tomllib.loads(out)["data"]["roots"] == [str(tmp_path)] and not (tmp_path / "ws").exists()

@@ -81,7 +81,10 @@ def test_pipeline_caches_stages_and_recomputes_only_what_changed(tmp_path, demo_
     counts = _rows(ws, "SELECT (SELECT count(*) FROM runs), (SELECT count(*) FROM scores), (SELECT count(*) FROM clips)")
     again = pipeline_flow(config=_config(ws.root, demo_small))
     assert set(_status(again).values()) == {"cached"}, _status(again)
-    assert again["results"] == first["results"]
+    # same rows; DuckDB's parallel sums may differ in the last bit between two queries
+    assert [{k: v for k, v in r.items() if not isinstance(v, float)} for r in again["results"]] == \
+        [{k: v for k, v in r.items() if not isinstance(v, float)} for r in first["results"]]
+    assert [r["official_score"] for r in again["results"]] == pytest.approx([r["official_score"] for r in first["results"]], abs=1e-12)
     assert _rows(ws, "SELECT (SELECT count(*) FROM runs), (SELECT count(*) FROM scores), (SELECT count(*) FROM clips)") == counts
     assert len(c.search_model_versions("name = 'asd-encoder'")) == 1  # registration was not repeated
 
@@ -214,3 +217,22 @@ def test_readers_keep_working_while_runs_publish(tmp_path, demo_small, prefect_h
     assert published >= 3
     scores = pq.read_table(next(ws.artifact_dir("scores").rglob("scores.parquet")))
     assert np.isfinite(scores.column("score").to_numpy()).all()
+
+
+def test_rescore_ingests_new_data_and_scores_it_with_existing_encoders(tmp_path, demo_small, prefect_harness):
+    import shutil
+
+    from flows.pipeline import pipeline_flow
+    from flows.rescore import rescore_flow
+
+    ws = Workspace(tmp_path / "ws")
+    pipeline_flow(config=_spectral(ws.root, demo_small))
+    with pytest.raises(FileNotFoundError, match="no encoders"):
+        rescore_flow(data_root=str(demo_small), workspace=str(tmp_path / "empty"))
+    landed = tmp_path / "landed"
+    shutil.copytree(demo_small / "dev_data" / "raw" / "fan", landed / "dev_data" / "raw" / "fan")
+    r = rescore_flow(data_root=str(landed), workspace=str(ws.root), dataset_name="incoming", normalizations=["knn"])
+    assert r["decoded"] == 90 and len(r["run_ids"]) == 1 and r["results"]
+    datasets = _rows(ws, f"SELECT dataset, count(*) FROM scored_clips WHERE run_id = '{r['run_ids'][0]}' GROUP BY ALL ORDER BY 1")
+    assert datasets == [("demo", 120), ("incoming", 40)]
+    assert Path(ws.root / "reports" / r["run_ids"][0] / "index.html").exists()

@@ -172,6 +172,14 @@ class PipelineConfig:
             raise PipelineConfigError(f"runner.task_runner must be one of {', '.join(TASK_RUNNERS)}, got {self.runner.task_runner!r}")
         if not self.score.normalizations:
             raise PipelineConfigError("score.normalizations is empty")
+        from asd_core.scoring.detector import ScoringConfig
+
+        for norm in self.score.normalizations:
+            try:
+                ScoringConfig(normalization=norm, k=self.score.k, r=self.score.r, index_type=self.score.index_type,
+                              threshold_quantile=self.score.threshold_quantile)
+            except ValueError as exc:
+                raise PipelineConfigError(f"[score]: {exc}") from None
         if self.register.enabled:
             if self.register.encoder not in self.embed.encoders:
                 raise PipelineConfigError(f"register.encoder {self.register.encoder!r} is not in embed.encoders")
