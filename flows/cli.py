@@ -171,8 +171,13 @@ def cmd_sql(args) -> int:
     from asd_core.storage.catalog import connect, query_rows
     from asd_core.textable import format_table
 
+    import duckdb
+
     with connect(Workspace(args.workspace), read_only=True) as con:
-        rows = query_rows(con, args.query, limit=args.limit)
+        try:
+            rows = query_rows(con, args.query, limit=args.limit)
+        except duckdb.Error as exc:
+            raise ValueError(f"query failed: {exc}") from None
     print(format_table(rows))
     return 0
 

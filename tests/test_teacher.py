@@ -95,3 +95,24 @@ def test_resume_after_interruption_gives_the_same_model(ws, trained, tmp_path):
 def test_early_stopping(ws):
     r = train_teacher(ws, TeacherTrainConfig(model=TINY, epochs=40, patience=1, lr=5e-2, seed=1), device="cpu")
     assert r.epochs_run < 40 and r.best_epoch <= r.epochs_run
+
+
+@pytest.mark.parametrize("pooling, width", [("mean", 16), ("time-mean", 16 * 8), ("time-mean-max", 2 * 16 * 8)])
+def test_pooling_options_shapes(pooling, width):
+    from asd_core.models.teacher import TeacherNet
+
+    cfg = TeacherConfig.from_dict({"n_mels": 32, "channels": [8, 16], "embedding_dim": 24, "pooling": pooling})
+    net = TeacherNet(cfg).eval()
+    assert net.project.in_features == width
+    with torch.inference_mode():
+        out = net(torch.randn(3, 16_000))
+    assert out.shape == (3, 24) and out.dtype == torch.float32 and torch.isfinite(out).all()
+
+
+def test_config_without_pooling_loads_as_legacy_mean_and_bad_pooling_is_named():
+    assert TeacherConfig.from_dict({"n_mels": 32}).pooling == "mean"
+    assert TeacherConfig.from_dict({"n_mels": 32}).channels == TeacherConfig().channels
+    from asd_core.models.teacher import TeacherNet
+
+    with pytest.raises(ValueError, match="unknown teacher pooling 'max'"):
+        TeacherNet(TeacherConfig(pooling="max"))

@@ -20,6 +20,9 @@ class TeacherConfig:
     channels: tuple[int, ...] = (16, 32, 64, 128)
     embedding_dim: int = 128
     sample_rate: int = 16_000
+    # How the CNN's map becomes one vector: "mean" over frequency and time, or over time only
+    # keeping the frequency bins ("time-mean"), plus the temporal max ("time-mean-max").
+    pooling: str = "mean"
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -29,6 +32,8 @@ class TeacherConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TeacherConfig":
         d = dict(d)
+        d.setdefault("pooling", "mean")  # models saved before the option pooled over everything
+        d = {**cls().to_dict(), **d}  # a partial dict keeps the other defaults
         d["channels"] = tuple(d["channels"])
         return cls(**d)
 
@@ -45,6 +50,9 @@ class LogMel(nn.Module):
         return torch.log(self.mel(wave) + 1e-6).unsqueeze(1)
 
 
+POOLINGS = ("mean", "time-mean", "time-mean-max")
+
+
 class TeacherNet(nn.Module):
     """Waveform -> L2-normalisable embedding. BatchNorm on the input normalises per mel band."""
 
@@ -59,11 +67,20 @@ class TeacherNet(nn.Module):
                        nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(2)]
             c_in = c
         self.blocks = nn.Sequential(*blocks)
-        self.project = nn.Linear(c_in, cfg.embedding_dim)
+        if cfg.pooling not in POOLINGS:
+            raise ValueError(f"unknown teacher pooling {cfg.pooling!r}; choose one of {', '.join(POOLINGS)}")
+        freq = cfg.n_mels >> len(cfg.channels)
+        width = {"mean": c_in, "time-mean": c_in * freq, "time-mean-max": 2 * c_in * freq}[cfg.pooling]
+        self.project = nn.Linear(width, cfg.embedding_dim)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        x = self.blocks(self.input_norm(self.features(wave)))
-        x = x.mean(dim=(2, 3))  # global average over frequency and time
+        x = self.blocks(self.input_norm(self.features(wave)))  # [B, C, F', T']
+        if self.cfg.pooling == "mean":
+            x = x.mean(dim=(2, 3))
+        elif self.cfg.pooling == "time-mean":
+            x = x.mean(dim=3).flatten(1)
+        else:  # the max keeps short events (clicks, impacts) that a temporal mean dilutes
+            x = torch.cat([x.mean(dim=3), x.amax(dim=3)], dim=1).flatten(1)
         return self.project(x)
 
 
