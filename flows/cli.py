@@ -390,9 +390,13 @@ def cmd_export_dcase(args) -> int:
     return 0
 
 
-def _add_tracking(p: argparse.ArgumentParser) -> None:
+def _add_tracking_uri(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tracking-uri", default=None,
                    help="MLflow tracking URI (default: sqlite store in <workspace>/mlflow/mlflow.db)")
+
+
+def _add_tracking(p: argparse.ArgumentParser) -> None:
+    _add_tracking_uri(p)
     p.add_argument("--model-name", default="asd-encoder", help="registered model name (default: %(default)s)")
 
 
@@ -468,8 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--tracking-uri", default=None,
-                   help="MLflow tracking URI (default: sqlite store in <workspace>/mlflow/mlflow.db)")
+    _add_tracking_uri(p)
     _add_workspace(p)
     p.set_defaults(func=cmd_train_teacher)
 
@@ -606,10 +609,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "histograms by domain and label before and after normalization, ROC curves per "
                                    "domain and the metrics table; log it as artifacts of the run's MLflow report run "
                                    "(experiment asd-reports) and link it from a Prefect markdown artifact.")
-    p.add_argument("--run", default=None, metavar="ID", help="scoring run (default: the only run)")
+    p.add_argument("--run", default=None, metavar="ID", help="scoring run (default: the newest)")
     p.add_argument("--no-mlflow", action="store_true", help="only write the local report")
-    p.add_argument("--tracking-uri", default=None,
-                   help="MLflow tracking URI (default: sqlite store in <workspace>/mlflow/mlflow.db)")
+    _add_tracking_uri(p)
     _add_workspace(p)
     p.set_defaults(func=cmd_report)
 

@@ -27,7 +27,9 @@ from asd_core.pipeline.config import PipelineConfig, PipelineConfigError, load_c
 from asd_core.pipeline.fingerprint import (artifact_fingerprint, clips_fingerprint, code_version, digest, file_sha256,
                                            stage_key, tree_fingerprint)
 from asd_core.pipeline.lock import workspace_lock
-from asd_core.pipeline.results import noisy_table, results_table
+from asd_core.evaluation.noise import noise_comparison
+from asd_core.ingest.layout import all_files
+from asd_core.pipeline.results import results_table
 from asd_core.scoring.run import run_dir
 from asd_core.storage.catalog import connect
 from asd_core.textable import format_table
@@ -129,7 +131,7 @@ def _run(cfg: PipelineConfig, ws: Workspace, run: StageRunner, shard_runner) -> 
     gt = cfg.data.ground_truth
     ingest = run("ingest", stage_key("ingest", code_version(*CODE["ingest"]), roots=[tree_fingerprint(r) for r in roots],
                                      ground_truth=tree_fingerprint(gt) if gt else None, params=ingest_kwargs),
-                 ingest_flow, present=lambda r: _has_clips(ws), **ingest_kwargs)
+                 ingest_flow, present=lambda r: bool(all_files(ws, "clips")), **ingest_kwargs)
     if not ingest["clips"]:
         raise FileNotFoundError("no usable clips found in " + ", ".join(roots))
     clips_fp = clips_fingerprint(ws)
@@ -144,7 +146,8 @@ def _run(cfg: PipelineConfig, ws: Workspace, run: StageRunner, shard_runner) -> 
         run("mix", stage_key("mix", code_version(*CODE["mix"]), clips=clips_fp,
                              noise=tree_fingerprint(mix_kwargs["noise"]) if m.noise else None, params=mix_kwargs),
             mix_flow, present=lambda r: mixtures_file(ws).exists() and noisy_clips_file(ws).exists(), **mix_kwargs)
-        mixtures_fp = digest([artifact_fingerprint(ws, a) for a in ("noise", "mixtures", "noisy_clips")])
+        mixtures_fp = digest([artifact_fingerprint(ws, "noise", exclude=("waveform",)),  # noise_id hashes it
+                              artifact_fingerprint(ws, "mixtures"), artifact_fingerprint(ws, "noisy_clips")])
 
     # --- teacher ------------------------------------------------------------------------------
     teacher_src = teacher_fp = None
@@ -215,7 +218,7 @@ def _run(cfg: PipelineConfig, ws: Workspace, run: StageRunner, shard_runner) -> 
     # --- evaluation ---------------------------------------------------------------------------
     results = results_table(ws, list(run_ids.values()))
     noisy_ids = [run_ids[(e, n)] for (e, n) in run_ids if e in cfg.embed.noisy_encoders and mixtures_fp is not None]
-    noisy = noisy_table(ws, noisy_ids)
+    noisy = noise_comparison(ws, noisy_ids) if noisy_ids else []  # [] (not None, which means every run)
     create_table_artifact(key="pipeline-results", table=results,
                           description="official score and harmonic-mean AUCs per encoder x normalization (clean test clips)")
     if noisy:
@@ -250,10 +253,6 @@ def register_scoring_run(workspace: str, run_id: str, tracking_uri: str | None, 
     reg = register_run(Workspace(Path(workspace)), run_id, TrackingConfig(uri=tracking_uri, model_name=model_name),
                        tags={"teacher": teacher, "loss_config": loss_config})
     return {k: v for k, v in reg.items() if k != "tags"}
-
-
-def _has_clips(ws: Workspace) -> bool:
-    return any(ws.artifact_dir("clips").glob("**/clips.parquet"))
 
 
 def _has_run(ws: Workspace, run_id: str) -> bool:

@@ -9,7 +9,6 @@ from prefect.artifacts import create_markdown_artifact
 
 from asd_core.config import Workspace
 from asd_core.reporting import build_report
-from asd_core.storage.catalog import connect, query_rows
 from asd_core.textable import format_table
 from asd_core.tracking.store import TrackingConfig, log_report
 
@@ -22,8 +21,7 @@ def report_flow(workspace: str = "./asd-workspace", run_id: str | None = None, t
     log = get_run_logger()
     ws = Workspace(Path(workspace))
     result = build_report(ws, run_id)
-    with connect(ws, read_only=True) as con:
-        run = query_rows(con, "SELECT * FROM runs WHERE run_id = ?", [result.run_id])[0]
+    run = result.run
     out = {"run_id": result.run_id, "index": str(result.index), "figures": [str(f) for f in result.figures]}
     links = [f"- local file: [{result.index}]({result.index.as_uri()})"]
     if mlflow:

@@ -85,13 +85,17 @@ def clips_fingerprint(ws: Workspace) -> str:
     return digest(sorted(rows, key=lambda r: r[0]))
 
 
-def artifact_fingerprint(ws: Workspace, artifact: str) -> str:
-    """Content of every Parquet file of a workspace artifact (rows sorted by file, then as stored)."""
+def artifact_fingerprint(ws: Workspace, artifact: str, exclude: tuple[str, ...] = ()) -> str:
+    """Content of every Parquet file of a workspace artifact (rows sorted by file, then as stored).
+
+    ``exclude`` leaves out columns another column already hashes (the noise waveform: noise_id),
+    so keying a stage never serialises audio sample by sample."""
     files = all_files(ws, artifact)
     h = hashlib.sha256()
     for path in files:
+        columns = [n for n in pq.read_schema(path).names if n not in exclude]
         h.update(str(path.relative_to(ws.root)).encode())
-        h.update(json.dumps(pq.read_table(path).to_pylist(), sort_keys=True, default=str).encode())
+        h.update(json.dumps(pq.read_table(path, columns=columns).to_pylist(), sort_keys=True, default=str).encode())
     return h.hexdigest()[:16] if files else "none"
 
 

@@ -1,9 +1,9 @@
-"""The tables a pipeline run ends with: clean results per encoder x normalization, noisy bins."""
+"""The table a pipeline run ends with: clean results per encoder x normalization (the noisy bins
+come from evaluation.noise.noise_comparison)."""
 
 from __future__ import annotations
 
 from asd_core.config import Workspace
-from asd_core.evaluation.noise import noise_comparison
 from asd_core.storage.catalog import connect, query_rows
 
 RESULT_COLUMNS = ("encoder", "normalization", "official_score", "hmean_auc_source", "hmean_auc_target", "hmean_pauc")
@@ -18,8 +18,3 @@ def results_table(ws: Workspace, run_ids: list[str]) -> list[dict]:
             SELECT {', '.join(RESULT_COLUMNS)}, run_id FROM run_metrics
             WHERE run_id IN ({', '.join('?' * len(run_ids))}) AND noise_subset = 'clean'
             ORDER BY official_score DESC NULLS LAST, encoder, normalization""", list(run_ids))
-
-
-def noisy_table(ws: Workspace, run_ids: list[str]) -> list[dict]:
-    """Official score per noise subset and SNR bin (rows), one column per encoder/normalization."""
-    return noise_comparison(ws, list(run_ids)) if run_ids else []

@@ -13,16 +13,19 @@ from asd_core.reporting.data import ReportInputs, report_inputs
 from asd_core.reporting.figures import histograms_png, roc_png
 from asd_core.scoring.run import run_params
 from asd_core.storage.atomic import atomic_dir
-from asd_core.storage.catalog import connect, resolve_run
 
 
 @dataclass
 class ReportResult:
-    run_id: str
+    run: dict  # the runs row
     folder: Path
     index: Path
     figures: list[Path] = field(default_factory=list)
     summary: list[dict] = field(default_factory=list)
+
+    @property
+    def run_id(self) -> str:
+        return self.run["run_id"]
 
 
 def report_dir(ws: Workspace, run_id: str) -> Path:
@@ -30,11 +33,9 @@ def report_dir(ws: Workspace, run_id: str) -> Path:
 
 
 def build_report(ws: Workspace, run_id: str | None = None) -> ReportResult:
-    """Write the report of ``run_id`` (the only run when None); replaces an earlier one."""
-    with connect(ws, read_only=True) as con:
-        run_id = resolve_run(con, run_id)
-    data = report_inputs(ws, run_id)
-    final = report_dir(ws, run_id)
+    """Write the report of ``run_id`` (the newest run when None); replaces an earlier one."""
+    data = report_inputs(ws, run_id)  # resolves the run id and reads its runs row
+    final = report_dir(ws, data.run["run_id"])
     with atomic_dir(final) as tmp:
         figures = []
         for sec in data.sections:
@@ -43,7 +44,7 @@ def build_report(ws: Workspace, run_id: str | None = None) -> ReportResult:
             figures.append(roc_png(sec, tmp / f"roc_{stem}.png"))
         (tmp / "index.html").write_text(render_html(data, [f.name for f in figures]))
         names = [f.name for f in figures]
-    return ReportResult(run_id, final, final / "index.html", [final / n for n in names], data.summary)
+    return ReportResult(data.run, final, final / "index.html", [final / n for n in names], data.summary)
 
 
 def _table(rows: list[dict]) -> str:

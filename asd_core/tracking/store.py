@@ -8,7 +8,7 @@ import logging
 import subprocess
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -130,7 +130,7 @@ def log_report(ws: Workspace, cfg: TrackingConfig, run: dict, folder: Path, metr
     """Log a run report folder as artifacts of one MLflow run per scoring run (re-used when
     the report is regenerated, so there is one place to look); returns (MLflow run id, artifact URI)."""
     c = client(ws, cfg)
-    exp = experiment_id(ws, TrackingConfig(uri=cfg.uri, experiment=REPORTS_EXPERIMENT, model_name=cfg.model_name))
+    exp = experiment_id(ws, replace(cfg, experiment=REPORTS_EXPERIMENT))
     found = c.search_runs([exp], filter_string=f"tags.scoring_run_id = '{run['run_id']}'", max_results=1)
     if found:
         mlflow_run_id = found[0].info.run_id
