@@ -92,6 +92,16 @@ def test_resume_after_interruption_gives_the_same_model(ws, trained, tmp_path):
     assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in trained.history]
 
 
+def test_training_on_random_crops(ws):
+    """Crops change what the net sees in training, not the embedding's shape (time pooling)."""
+    r = train_teacher(ws, _cfg(epochs=2, crop_seconds=0.5, speed_factors=(1.0,)), device="cpu")
+    assert len(r.history) == 2 and all(np.isfinite(h["val_loss"]) for h in r.history)
+    net, card = load_teacher(r.model_dir)
+    assert card["train"]["crop_seconds"] == 0.5 and card["train"]["speed_factors"] == [1.0]
+    with torch.inference_mode():
+        assert net(torch.randn(2, 40_000)).shape == (2, 32)
+
+
 def test_early_stopping(ws):
     r = train_teacher(ws, TeacherTrainConfig(model=TINY, epochs=40, patience=1, lr=5e-2, seed=1), device="cpu")
     assert r.epochs_run < 40 and r.best_epoch <= r.epochs_run
@@ -109,9 +119,11 @@ def test_pooling_options_shapes(pooling, width):
     assert out.shape == (3, 24) and out.dtype == torch.float32 and torch.isfinite(out).all()
 
 
-def test_config_without_pooling_loads_as_legacy_mean_and_bad_pooling_is_named():
-    assert TeacherConfig.from_dict({"n_mels": 32}).pooling == "mean"
-    assert TeacherConfig.from_dict({"n_mels": 32}).channels == TeacherConfig().channels
+def test_saved_card_without_pooling_loads_as_legacy_mean_and_bad_pooling_is_named():
+    assert TeacherConfig.from_card({"n_mels": 32}).pooling == "mean"  # saved before the option existed
+    assert TeacherConfig.from_card({"n_mels": 32, "pooling": "time-mean-max"}).pooling == "time-mean-max"
+    partial = TeacherConfig.from_dict({"n_mels": 32})  # a user's partial config keeps today's defaults
+    assert partial.pooling == TeacherConfig().pooling == "time-mean" and partial.channels == TeacherConfig().channels
     from asd_core.models.teacher import TeacherNet
 
     with pytest.raises(ValueError, match="unknown teacher pooling 'max'"):

@@ -21,8 +21,9 @@ class TeacherConfig:
     embedding_dim: int = 128
     sample_rate: int = 16_000
     # How the CNN's map becomes one vector: "mean" over frequency and time, or over time only
-    # keeping the frequency bins ("time-mean"), plus the temporal max ("time-mean-max").
-    pooling: str = "mean"
+    # keeping the frequency bins ("time-mean", the default: anomalies often change one band),
+    # plus the temporal max ("time-mean-max").
+    pooling: str = "time-mean"
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -31,11 +32,16 @@ class TeacherConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TeacherConfig":
-        d = dict(d)
-        d.setdefault("pooling", "mean")  # models saved before the option pooled over everything
-        d = {**cls().to_dict(), **d}  # a partial dict keeps the other defaults
+        """A user's (possibly partial) config: missing keys take the current defaults."""
+        d = {**cls().to_dict(), **d}
         d["channels"] = tuple(d["channels"])
         return cls(**d)
+
+    @classmethod
+    def from_card(cls, d: dict) -> "TeacherConfig":
+        """The architecture stored with a trained model: cards written before ``pooling``
+        existed pooled over everything, whatever today's default is."""
+        return cls.from_dict({"pooling": "mean", **d})
 
 
 class LogMel(nn.Module):

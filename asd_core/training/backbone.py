@@ -79,6 +79,6 @@ def load_student_net(folder: str | Path, device: str = "cpu") -> tuple[nn.Module
         model, _ = load_beats(folder / "model.pt", device)
         net = PooledBEATs(model, card["teacher"].get("layer"), card["teacher"].get("pooling", "mean"))
     else:
-        net = TeacherNet(TeacherConfig.from_dict(card["teacher_model"]))
+        net = TeacherNet(TeacherConfig.from_card(card["teacher_model"]))
         net.load_state_dict(torch.load(folder / "model.pt", map_location=device, weights_only=True))
     return net.to(device).eval(), card
