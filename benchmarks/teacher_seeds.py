@@ -3,7 +3,8 @@
 On small data the trained embedding varies with the seed by several points of official score,
 so one run says little; this prints the official score (methods.md section 6) per seed and
 normalization, their mean and spread, next to the spectral encoder it has to beat. It uses the
-library stages of `asd train-teacher`, `asd embed` and `asd score` on an ingested workspace:
+library call behind `asd train-teacher`, then the `asd embed` and `asd score` flows, on an
+ingested workspace:
 
     .venv/bin/asd make-demo-data /tmp/medium --size medium --seed 0
     .venv/bin/asd ingest --workspace /tmp/ws-medium /tmp/medium
@@ -15,32 +16,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
 
 
-def score_encoder(ws, encoder, normalization: str) -> float | None:
-    """Embed every audio partition with ``encoder`` (kept if already done), score, return the official score."""
-    from asd_core.embedding.embed import audio_partitions, embed_partition, write_encoder_card
-    from asd_core.scoring import ScoringConfig
-    from asd_core.scoring.run import load_sections, machine_types_with_embeddings, run_id_for, score_section, write_run
-    from asd_core.storage.catalog import connect, publish_run
+def score_encoder(workspace: Path, encoder: str, normalizations: list[str], options: dict | None = None) -> dict:
+    """`asd embed` once, then `asd score` per normalization (the Prefect flows); {normalization: official score}."""
+    from asd_core.config import Workspace
+    from asd_core.storage.catalog import connect
     from asd_core.tracking.registry import official_score
+    from flows.embed import embed_flow
+    from flows.score import score_flow
 
-    write_encoder_card(ws, encoder)
-    for machine_type, dataset, path in audio_partitions(ws):
-        embed_partition(ws, encoder, machine_type, dataset, path, 16, 0)
-    cfg = ScoringConfig(normalization=normalization, metric=encoder.distance)
-    results = [score_section(ws, encoder.name, encoder.version, sec, cfg)
-               for mt in machine_types_with_embeddings(ws, encoder.name, encoder.version)
-               for sec in load_sections(ws, encoder.name, encoder.version, mt)]
-    run_id = run_id_for(encoder.name, encoder.version, cfg)
-    scores, thresholds = write_run(ws, run_id, results)
-    publish_run(ws, {"run_id": run_id, "encoder": encoder.name, "encoder_version": encoder.version,
-                     "normalization": normalization, "params": cfg.params(), "transductive": False}, scores, thresholds)
-    with connect(ws, read_only=True) as con:
-        return official_score(con, run_id)
+    embedded = embed_flow(workspace=str(workspace), encoder=encoder, encoder_options=options)
+    runs = {norm: score_flow(workspace=str(workspace), encoder=embedded["encoder"], normalization=norm,
+                             encoder_version=embedded["encoder_version"])["run_id"] for norm in normalizations}
+    with connect(Workspace(workspace), read_only=True) as con:
+        return {norm: official_score(con, run_id) for norm, run_id in runs.items()}
 
 
 def main() -> None:
@@ -52,9 +46,10 @@ def main() -> None:
     p.add_argument("--baseline", default="logmel-stats", help="spectral encoder scored alongside ('' for none)")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args()
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
     from asd_core.config import Workspace
-    from asd_core.encoders import get_encoder
     from asd_core.runtime import configure_threads
     from asd_core.training.teacher import TeacherTrainConfig, train_teacher
 
@@ -62,16 +57,14 @@ def main() -> None:
     ws = Workspace(args.workspace)
     rows: dict[str, list[float]] = {}
     if args.baseline:
-        base = get_encoder(args.baseline)
-        for norm in args.normalizations:
-            rows[f"{args.baseline} / {norm}"] = [score_encoder(ws, base, norm)]
+        for norm, score in score_encoder(args.workspace, args.baseline, args.normalizations).items():
+            rows[f"{args.baseline} / {norm}"] = [score]
     for seed in args.seeds:
         cfg = TeacherTrainConfig.from_dict({**json.loads(args.config), "seed": seed})
         t0 = time.perf_counter()
         result = train_teacher(ws, cfg)
-        encoder = get_encoder("teacher", model=str(result.model_dir))
-        for norm in args.normalizations:
-            score = score_encoder(ws, encoder, norm)
+        scores = score_encoder(args.workspace, "teacher", args.normalizations, {"model": str(result.model_dir)})
+        for norm, score in scores.items():
             rows.setdefault(f"teacher / {norm}", []).append(score)
             print(f"seed {seed}: best epoch {result.best_epoch} of {result.epochs_run}, {norm}: official {score:.4f} "
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)

@@ -1,4 +1,4 @@
-"""Speed-perturbation classes of the teacher task and the teacher's learning-rate schedule."""
+"""Training-time views of the teacher (speed classes, random crops) and its learning-rate schedule."""
 
 import math
 

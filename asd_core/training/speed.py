@@ -5,8 +5,8 @@ tempo together) and the classifier must name (attribute class, factor). Attribut
 alone are easy to separate from coarse cues, and a net that only solves them forgets the
 fine spectral and temporal detail an anomaly changes; telling 4 % speed changes apart keeps
 that detail in the embedding (Giri et al., "Self-supervised classification for detecting
-anomalous sounds", DCASE 2020). Random crops show each clip at a new position every epoch,
-which on small data made the trained embedding far less dependent on the seed. Embeddings are
+anomalous sounds", DCASE 2020). Random crops show each clip at a new window every step
+(cheaper epochs; on the demo data the scores matched whole-clip training). Embeddings are
 always computed on whole, unperturbed clips.
 """
 
@@ -34,6 +34,11 @@ def change_speed(wave: torch.Tensor, factor: float) -> torch.Tensor:
     n = wave.shape[-1]
     out = F.interpolate(wave.unsqueeze(1), size=max(1, round(n / factor)), mode="linear", align_corners=False).squeeze(1)
     return out[..., :n] if out.shape[-1] >= n else F.pad(out, (0, n - out.shape[-1]))
+
+
+def speed_class(label: torch.Tensor, which: torch.Tensor, n_factors: int) -> torch.Tensor:
+    """Index of the (attribute class, speed factor) pair in the head's ``n_classes * n_factors`` outputs."""
+    return label * n_factors + which
 
 
 def apply_speeds(wave: torch.Tensor, which: torch.Tensor, factors: tuple[float, ...]) -> torch.Tensor:

@@ -35,7 +35,7 @@ from asd_core.config import Workspace
 from asd_core.models.teacher import AdaCos, TeacherConfig, TeacherNet
 from asd_core.storage.atomic import atomic_path
 from asd_core.training import checkpoint
-from asd_core.training.speed import apply_speeds, check_factors, random_crops
+from asd_core.training.speed import apply_speeds, check_factors, random_crops, speed_class
 from asd_core.training.data import load_training_set
 
 logger = logging.getLogger("asd.teacher")
@@ -156,7 +156,7 @@ def train_teacher(ws: Workspace, cfg: TeacherTrainConfig, device: str | None = N
             idx = order[start : start + cfg.batch_size]
             speed = torch.from_numpy(gen.integers(0, n_speeds, len(idx)))
             x = random_crops(apply_speeds(waves[idx], speed, factors), crop, gen).to(device)
-            t = F.one_hot(y[idx] * n_speeds + speed, len(classes) * n_speeds).float().to(device)
+            t = F.one_hot(speed_class(y[idx], speed, n_speeds), len(classes) * n_speeds).float().to(device)
             if cfg.mixup_alpha > 0 and len(idx) > 1:
                 lam = torch.from_numpy(gen.beta(cfg.mixup_alpha, cfg.mixup_alpha, (len(idx), 1)).astype(np.float32)).to(device)
                 perm = torch.from_numpy(gen.permutation(len(idx))).to(device)
@@ -193,7 +193,7 @@ def _evaluate(net, head, waves, y, idx, speed, factors, batch_size, device) -> f
         for start in range(0, len(idx), batch_size):
             b, s = idx[start : start + batch_size], speed[start : start + batch_size]
             logits = head(net(apply_speeds(waves[b], s, factors).to(device)))
-            total += F.cross_entropy(logits, (y[b] * len(factors) + s).to(device), reduction="sum").item()
+            total += F.cross_entropy(logits, speed_class(y[b], s, len(factors)).to(device), reduction="sum").item()
     return total / len(idx)
 
 
