@@ -101,9 +101,9 @@ def test_student_encoder_and_oracle(ws, teacher):
 
     result = train_student(ws, teacher, _cfg(epochs=1, objective=ObjectiveConfig("denoise")), device="cpu")
     student = get_encoder("student", model=str(result.model_dir), device="cpu")
-    assert student.name == "student-denoise" and student.dim == 16
+    assert student.name == "student-denoise" and student.dim == 32 + 8 * 16 + 16 * 8  # the teacher's multi-level width
     x = [np.random.default_rng(0).standard_normal(32000).astype(np.float32)]
-    assert student.embed(x).shape == (1, 16)
+    assert student.embed(x).shape == (1, student.dim)
 
     oracle = get_encoder("oracle", teacher=str(teacher), lam=0.3, device="cpu")
     t = get_encoder("teacher", model=str(teacher), device="cpu")

@@ -12,6 +12,7 @@ from asd_core.models.teacher import TeacherConfig
 from asd_core.training.teacher import TeacherTrainConfig, load_teacher, teacher_dir, train_teacher
 
 TINY = TeacherConfig(n_mels=32, channels=(8, 16, 32), embedding_dim=32)
+TINY_DIM = 32 + 8 * 16 + 16 * 8 + 32 * 4  # multi-level: the input's mel bins, then channels x mel bins after each block
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def test_loss_decreases_and_model_saved(trained):
     assert card["model_hash"] == trained.model_hash and len(card["classes"]) == 13  # fan 5, valve 4, slider 4
     net, _ = load_teacher(trained.model_dir)
     out = net(torch.zeros(2, 32000))
-    assert out.shape == (2, 32) and out.dtype == torch.float32
+    assert out.shape == (2, TINY_DIM) and out.dtype == torch.float32
 
 
 def test_embeddings_separate_anomalies(ws, trained, demo_small):
@@ -99,7 +100,7 @@ def test_training_on_random_crops(ws):
     net, card = load_teacher(r.model_dir)
     assert card["train"]["crop_seconds"] == 0.5 and card["train"]["speed_factors"] == [1.0]
     with torch.inference_mode():
-        assert net(torch.randn(2, 40_000)).shape == (2, 32)
+        assert net(torch.randn(2, 40_000)).shape == (2, TINY_DIM)
 
 
 def test_early_stopping(ws):
@@ -115,12 +116,43 @@ def test_pooling_options_shapes(pooling, width):
     net = TeacherNet(cfg).eval()
     assert net.project.in_features == width
     with torch.inference_mode():
-        out = net(torch.randn(3, 16_000))
+        out = net.class_embedding(torch.randn(3, 16_000))
     assert out.shape == (3, 24) and out.dtype == torch.float32 and torch.isfinite(out).all()
 
 
-def test_saved_card_without_pooling_loads_as_legacy_mean_and_bad_pooling_is_named():
+def test_multi_level_embedding_is_each_levels_time_mean_normalised():
+    """The default embedding, recomputed layer by layer: the time means of the normalised input
+    and of both blocks, each of unit norm, scaled to unit RMS per element."""
+    from asd_core.models.teacher import TeacherNet
+
+    cfg = TeacherConfig(n_mels=32, channels=(8, 16), embedding_dim=24)
+    net = TeacherNet(cfg).eval()
+    x = torch.randn(3, 16_000)
+    with torch.inference_mode():
+        out = net(x)
+        logmel = net.input_norm(net.features(x))
+        first = net.blocks[:7](logmel)  # conv-bn-relu x2 + pool
+        second = net.blocks[7:](first)
+    widths = [32, 8 * 16, 16 * 8]
+    assert net.dim == sum(widths) and out.shape == (3, net.dim) and out.dtype == torch.float32
+    level = [torch.nn.functional.normalize(m.mean(dim=3).flatten(1), dim=1) for m in (logmel, first, second)]
+    scale = (sum(widths) / 3) ** 0.5
+    torch.testing.assert_close(out, scale * torch.cat(level, dim=1))
+    for part in torch.split(out, widths, dim=1):
+        torch.testing.assert_close(part.norm(dim=1), torch.full((3,), scale))
+    torch.testing.assert_close(out.pow(2).mean(dim=1), torch.ones(3))
+
+    projection = TeacherNet(TeacherConfig(n_mels=32, channels=(8, 16), embedding_dim=24, embedding="projection")).eval()
+    projection.load_state_dict(net.state_dict())  # same weights: only what forward returns differs
+    with torch.inference_mode():
+        assert projection.dim == 24
+        torch.testing.assert_close(projection(x), net.class_embedding(x))
+
+
+def test_saved_card_loads_legacy_pooling_and_embedding_and_bad_options_are_named():
     assert TeacherConfig.from_card({"n_mels": 32}).pooling == "mean"  # saved before the option existed
+    assert TeacherConfig.from_card({"n_mels": 32}).embedding == "projection"
+    assert TeacherConfig.from_dict({"n_mels": 32}).embedding == "multi-level"
     assert TeacherConfig.from_card({"n_mels": 32, "pooling": "time-mean-max"}).pooling == "time-mean-max"
     partial = TeacherConfig.from_dict({"n_mels": 32})  # a user's partial config keeps today's defaults
     assert partial.pooling == TeacherConfig().pooling == "time-mean" and partial.channels == TeacherConfig().channels
@@ -128,3 +160,5 @@ def test_saved_card_without_pooling_loads_as_legacy_mean_and_bad_pooling_is_name
 
     with pytest.raises(ValueError, match="unknown teacher pooling 'max'"):
         TeacherNet(TeacherConfig(pooling="max"))
+    with pytest.raises(ValueError, match="unknown teacher embedding 'last'"):
+        TeacherNet(TeacherConfig(embedding="last"))

@@ -49,10 +49,12 @@ class TeacherEncoder(NetEncoder):
 
     @property
     def dim(self) -> int:
-        return self.net.cfg.embedding_dim
+        return self.net.dim
 
     def params(self) -> dict:
-        return {"model_hash": self.card["model_hash"], "clip_seconds": self.clip_seconds}
+        # The weights' hash does not say which vector is read out of them.
+        return {"model_hash": self.card["model_hash"], "clip_seconds": self.clip_seconds,
+                "embedding": self.net.cfg.embedding}
 
 
 class StudentEncoder(NetEncoder):

@@ -1,4 +1,14 @@
-"""The compact teacher encoder: a small CNN on log-mel frames with an AdaCos classification head."""
+"""The compact teacher encoder: a small CNN on log-mel frames with an AdaCos classification head.
+
+The classifier is trained on a vector projected from the last block (``class_embedding``);
+the embedding used for anomaly scoring is, by default, multi-level: the time-mean of the
+normalised log-mel input and of every block's map, each L2-normalised, concatenated
+(``embedding="multi-level"``). The last block is shaped by the auxiliary task and drops what
+that task does not need; earlier levels keep more general spectral detail, so the multi-level
+vector carries both (as PaDiM and PatchCore take mid-level features for anomaly detection
+rather than the classifier's output). The input level (the spectral envelope) is the one that
+training cannot drift; on the demo data it lifted the weakest seeds most.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +34,10 @@ class TeacherConfig:
     # keeping the frequency bins ("time-mean", the default: anomalies often change one band),
     # plus the temporal max ("time-mean-max").
     pooling: str = "time-mean"
+    # What ``forward`` returns, the embedding that is scored: "multi-level" (see the module
+    # docstring; n_mels + the sum over blocks of channels x frequency bins wide, 2,112 by
+    # default) or "projection" (the classifier's input, ``embedding_dim`` wide).
+    embedding: str = "multi-level"
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -40,8 +54,9 @@ class TeacherConfig:
     @classmethod
     def from_card(cls, d: dict) -> "TeacherConfig":
         """The architecture stored with a trained model: cards written before ``pooling``
-        existed pooled over everything, whatever today's default is."""
-        return cls.from_dict({"pooling": "mean", **d})
+        existed pooled over everything, and those written before ``embedding`` existed are
+        scored on the projection, whatever today's defaults are."""
+        return cls.from_dict({"pooling": "mean", "embedding": "projection", **d})
 
 
 class LogMel(nn.Module):
@@ -57,10 +72,12 @@ class LogMel(nn.Module):
 
 
 POOLINGS = ("mean", "time-mean", "time-mean-max")
+EMBEDDINGS = ("multi-level", "projection")
 
 
 class TeacherNet(nn.Module):
-    """Waveform -> L2-normalisable embedding. BatchNorm on the input normalises per mel band."""
+    """Waveform -> embedding (``forward``, ``dim`` wide) and the classifier's input
+    (``class_embedding``). BatchNorm on the input normalises the log-mel scale."""
 
     def __init__(self, cfg: TeacherConfig):
         super().__init__()
@@ -75,11 +92,36 @@ class TeacherNet(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         if cfg.pooling not in POOLINGS:
             raise ValueError(f"unknown teacher pooling {cfg.pooling!r}; choose one of {', '.join(POOLINGS)}")
+        if cfg.embedding not in EMBEDDINGS:
+            raise ValueError(f"unknown teacher embedding {cfg.embedding!r}; choose one of {', '.join(EMBEDDINGS)}")
         freq = cfg.n_mels >> len(cfg.channels)
         width = {"mean": c_in, "time-mean": c_in * freq, "time-mean-max": 2 * c_in * freq}[cfg.pooling]
         self.project = nn.Linear(width, cfg.embedding_dim)
+        levels = cfg.n_mels + sum(c * (cfg.n_mels >> (i + 1)) for i, c in enumerate(cfg.channels))
+        self.dim = levels if cfg.embedding == "multi-level" else cfg.embedding_dim
+
+    def _level_means(self, wave: torch.Tensor) -> list[torch.Tensor]:
+        """Time-means [B, C * F'] of the normalised log-mel, then of every block's output map
+        (pooled as they come, so no map outlives its block)."""
+        x = self.input_norm(self.features(wave))
+        means = [x.mean(dim=3).flatten(1)]
+        for layer in self.blocks:
+            x = layer(x)
+            if isinstance(layer, nn.MaxPool2d):
+                means.append(x.mean(dim=3).flatten(1))
+        return means
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        if self.cfg.embedding == "projection":
+            return self.class_embedding(wave)
+        # Each level has unit norm, so no block dominates a distance; the whole is then scaled to
+        # unit RMS per element (the scale of standardised features), which keeps MSE losses on it
+        # (the student's alignment) comparable to its other losses. Rankings do not change.
+        levels = [F.normalize(m, dim=1) for m in self._level_means(wave)]
+        return torch.cat(levels, dim=1) * math.sqrt(self.dim / len(levels))
+
+    def class_embedding(self, wave: torch.Tensor) -> torch.Tensor:
+        """The vector the classification head sees: the last map pooled (``pooling``), projected."""
         x = self.blocks(self.input_norm(self.features(wave)))  # [B, C, F', T']
         if self.cfg.pooling == "mean":
             x = x.mean(dim=(2, 3))

@@ -14,7 +14,7 @@ def demo_config(workspace: Path, data_root: Path, overrides: list[str] | None = 
         "workspace": str(workspace),
         "data": {"roots": [str(data_root)], "dataset_name": "demo"},
         "mix": {"noise": str(Path(data_root) / "noise"), "seed": 0},
-        "teacher": {"epochs": 30, "patience": 5},
+        "teacher": {"epochs": 10, "patience": 5},
         "student": {"epochs": 5, "patience": 2},
         "embed": {"encoders": ["stft-mean", "logmel-stats", "teacher", "student"], "noisy_encoders": ["teacher", "student"]},
         "score": {"normalizations": ["none", "knn", "gwrp"]},

@@ -40,7 +40,7 @@ def load_backbone(path: str | Path, device: str = "cpu", layer: int | None = Non
     path = Path(path)
     if path.is_dir():
         net, card = load_teacher(path, device)
-        return Backbone("teacher", net, net.cfg.embedding_dim, str(path), card["model_hash"], {})
+        return Backbone("teacher", net, net.dim, str(path), card["model_hash"], {})
     if path.is_file():
         model, _ = load_beats(path, device)
         pooled = PooledBEATs(model, layer, pooling).to(device)
