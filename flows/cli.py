@@ -463,9 +463,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-teacher", help="train the teacher encoder from scratch (Prefect flow, resumable)",
                        description="Train a small CNN on log-mel input with an AdaCos auxiliary classification over "
                                    "machine type / section / attributes, with mixup, early stopping on a validation "
-                                   "split and a checkpoint per epoch. Re-running the same config resumes.")
+                                   "split and a checkpoint per epoch. Re-running the same config resumes. `asd embed "
+                                   "--encoder teacher` then writes its multi-level embedding (see README).")
     p.add_argument("--config", default=None, help="JSON file with training/model settings (see README)")
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=None, help="epochs, also the length of the cosine lr schedule (default 10)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--patience", type=int, default=None)

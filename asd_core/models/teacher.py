@@ -7,7 +7,8 @@ normalised log-mel input and of every block's map, each L2-normalised, concatena
 that task does not need; earlier levels keep more general spectral detail, so the multi-level
 vector carries both (as PaDiM and PatchCore take mid-level features for anomaly detection
 rather than the classifier's output). The input level (the spectral envelope) is the one that
-training cannot drift; on the demo data it lifted the weakest seeds most.
+training barely moves (only the input normalisation's scale and offset); on the demo data it
+lifted the weakest seeds most.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class TeacherConfig:
     channels: tuple[int, ...] = (16, 32, 64, 128)
     embedding_dim: int = 128
     sample_rate: int = 16_000
-    # How the CNN's map becomes one vector: "mean" over frequency and time, or over time only
+    # How the last block's map becomes the classifier's input: "mean" over frequency and time, or over time only
     # keeping the frequency bins ("time-mean", the default: anomalies often change one band),
     # plus the temporal max ("time-mean-max").
     pooling: str = "time-mean"
