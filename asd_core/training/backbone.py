@@ -20,14 +20,17 @@ from asd_core.storage.atomic import atomic_path
 @dataclass
 class Backbone:
     kind: str  # teacher | beats
-    net: nn.Module  # waveforms [B, T] -> embeddings [B, dim]
-    dim: int
+    net: nn.Module  # waveforms [B, T] -> embeddings [B, net.dim]
     source: str  # the path it was loaded from
     source_hash: str
     options: dict  # beats: layer and pooling
 
     def copy(self) -> "Backbone":
-        return Backbone(self.kind, copy.deepcopy(self.net), self.dim, self.source, self.source_hash, dict(self.options))
+        return Backbone(self.kind, copy.deepcopy(self.net), self.source, self.source_hash, dict(self.options))
+
+    @property
+    def dim(self) -> int:
+        return self.net.dim
 
     def describe(self) -> dict:
         return {"kind": self.kind, "source": self.source, "source_hash": self.source_hash, **self.options}
@@ -40,11 +43,11 @@ def load_backbone(path: str | Path, device: str = "cpu", layer: int | None = Non
     path = Path(path)
     if path.is_dir():
         net, card = load_teacher(path, device)
-        return Backbone("teacher", net, net.dim, str(path), card["model_hash"], {})
+        return Backbone("teacher", net, str(path), card["model_hash"], {})
     if path.is_file():
         model, _ = load_beats(path, device)
         pooled = PooledBEATs(model, layer, pooling).to(device)
-        return Backbone("beats", pooled, pooled.dim, str(path), file_hash(path), {"layer": layer, "pooling": pooling})
+        return Backbone("beats", pooled, str(path), file_hash(path), {"layer": layer, "pooling": pooling})
     raise FileNotFoundError(f"{path}: teacher not found (give a folder written by `asd train-teacher` or a BEATs checkpoint file)")
 
 
