@@ -66,6 +66,9 @@ def embeddings_schema(dim: int) -> pa.Schema:
             pa.field("encoder", pa.string(), nullable=False),
             pa.field("encoder_version", pa.string(), nullable=False),
             pa.field("vector", pa.list_(pa.float32(), dim), nullable=False),
+            # What the vector was computed from (storage/content.py): a clip's audio key, a noisy
+            # clip's mixture key. Reuse needs it to match; files written before it existed have none.
+            pa.field("content_key", pa.string()),
         ]
     )
 
@@ -121,12 +124,17 @@ _MIX_FIELDS = [
     pa.field("seed", pa.int64(), nullable=False),
 ]
 
+# The audio key (storage/content.py) of the clean clip the row was planned on: the gains were
+# measured on that audio, so a later change of the recording makes the row stale. Last, so
+# tables created before it existed gain it by ALTER TABLE (sql/schema.sql).
+_CLEAN_KEY = pa.field("clean_key", pa.string())
+
 MIXTURES = pa.schema(
     [pa.field("mixture_id", pa.string(), nullable=False)] + _MIX_FIELDS
-    + [pa.field("lam", pa.float64(), nullable=False)]  # weight of teacher(clean) in the alignment target
+    + [pa.field("lam", pa.float64(), nullable=False), _CLEAN_KEY]  # lam: weight of teacher(clean) in the alignment target
 )
 
 NOISY_CLIPS = pa.schema(
     [pa.field("noisy_clip_id", pa.string(), nullable=False)] + _MIX_FIELDS
-    + [pa.field("snr_bin", pa.string(), nullable=False)]  # e.g. "-10..-5"
+    + [pa.field("snr_bin", pa.string(), nullable=False), _CLEAN_KEY]  # snr_bin: e.g. "-10..-5"
 )

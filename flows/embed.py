@@ -17,9 +17,10 @@ from asd_core.config import Workspace
 from asd_core.embedding import embed_partition
 from asd_core.embedding.embed import audio_partitions, embed_noisy_partition, write_encoder_card
 from asd_core.encoders import get_encoder
-from asd_core.mixing.artifacts import noisy_rows_by_partition
+from asd_core.mixing.artifacts import check_planned_on, noisy_rows_by_partition
 from asd_core.mixing.noise_library import read_noise_library
 from asd_core.runtime import configure_threads
+from asd_core.storage.content import clip_audio_keys
 
 
 @task(retries=1, cache_policy=NO_CACHE, task_run_name="embed-{machine_type}-{dataset}")
@@ -53,12 +54,14 @@ def embed_flow(workspace: str = "./asd-workspace", encoder: str = "logmel-stats"
     parts = audio_partitions(ws)
     if not parts:
         raise FileNotFoundError(f"no ingested audio in {ws.root}; run `asd ingest` first")
+    groups = noisy_rows_by_partition(ws) if noisy else {}
+    if noisy:  # checked before any work starts
+        if not groups:
+            raise FileNotFoundError(f"no noisy test clips in {ws.root}; run `asd mix` first")
+        check_planned_on([r for rows in groups.values() for r in rows], clip_audio_keys(ws), "noisy test clips")
     write_encoder_card(ws, enc)
     futures = [embed_task.submit(ws, enc, mt, ds, path, batch_size, workers, threads) for mt, ds, path in parts]
     if noisy:
-        groups = noisy_rows_by_partition(ws)
-        if not groups:
-            raise FileNotFoundError(f"no noisy test clips in {ws.root}; run `asd mix` first")
         lib = read_noise_library(ws)
         futures += [embed_noisy_task.submit(ws, enc, mt, ds, path, groups[(mt, ds)], lib, batch_size, threads)
                     for mt, ds, path in parts if (mt, ds) in groups]

@@ -88,8 +88,10 @@ CREATE TABLE IF NOT EXISTS mixtures (
     noise_offset BIGINT NOT NULL,
     num_samples  BIGINT NOT NULL,
     seed         BIGINT NOT NULL,
-    lam          DOUBLE NOT NULL
+    lam          DOUBLE NOT NULL,
+    clean_key    VARCHAR                     -- audio key of the clean clip the gains were measured on
 );
+ALTER TABLE mixtures ADD COLUMN IF NOT EXISTS clean_key VARCHAR;
 
 -- Noisy test clips: each test clip mixed with held-out noise per subset and SNR bin.
 -- Their scores sit in `scores` under noisy_clip_id; scored_clips resolves them.
@@ -107,5 +109,7 @@ CREATE TABLE IF NOT EXISTS noisy_clips (
     noise_offset  BIGINT NOT NULL,
     num_samples   BIGINT NOT NULL,
     seed          BIGINT NOT NULL,
-    snr_bin       VARCHAR NOT NULL           -- '-10..-5', '-5..0', '0..5', '5..10'
+    snr_bin       VARCHAR NOT NULL,          -- '-10..-5', '-5..0', '0..5', '5..10'
+    clean_key     VARCHAR                    -- audio key of the clean clip the gains were measured on
 );
+ALTER TABLE noisy_clips ADD COLUMN IF NOT EXISTS clean_key VARCHAR;

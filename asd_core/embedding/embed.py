@@ -1,7 +1,9 @@
 """Embed the ``audio`` partitions with an encoder, streaming row groups (memory stays flat).
 
 Output: ``parquet/embeddings/encoder=<name>/version=<v>/machine_type=<mt>/dataset=<ds>/embeddings.parquet``.
-Idempotent per (clip, encoder version): clips already embedded are copied, not recomputed.
+Idempotent per (clip, content, encoder version): a stored vector is reused only while its
+``content_key`` equals the clip's current audio key (storage/content.py), so a recording
+replaced under the same name is embedded again and an unchanged one is copied.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from asd_core.ingest.layout import hive_value
 from asd_core.progress import Progress
 from asd_core.schemas import embeddings_schema
 from asd_core.storage.atomic import atomic_path
+from asd_core.storage.content import clip_audio_keys, mixture_key
 
 
 class EmbeddingError(ValueError):
@@ -128,8 +131,10 @@ def embed_partition(ws: Workspace, encoder: Encoder, machine_type: str, dataset:
     (the better choice on 2 cores, where the encoder already uses both).
     """
     out_path = embedding_file(ws, encoder, machine_type, dataset)
-    audio_ids = set(pq.read_table(audio_path, columns=["clip_id"]).column("clip_id").to_pylist())
-    return _embed_into(out_path, encoder, audio_ids, lambda done: AudioBatches(audio_path, done, batch_size),
+    keys = clip_audio_keys(ws, machine_type, dataset)
+    audio_ids = pq.read_table(audio_path, columns=["clip_id"]).column("clip_id").to_pylist()
+    wanted = {cid: keys.get(cid) for cid in audio_ids}
+    return _embed_into(out_path, encoder, wanted, lambda done: AudioBatches(audio_path, done, batch_size),
                        encoder.embed, workers, EmbedResult(machine_type, dataset), f"embed {encoder.name} {dataset}/{machine_type}")
 
 
@@ -142,36 +147,48 @@ def embed_noisy_partition(ws: Workspace, encoder: Encoder, machine_type: str, da
     """Embed the noisy test clips (``noisy_clips`` rows) whose clean clip is in this partition.
 
     The audio is regenerated from provenance; an encoder with ``embed_parts`` (the oracle)
-    gets the scaled clean and noise parts instead of the mixture.
+    gets the scaled clean and noise parts instead of the mixture. Each vector is keyed by the
+    mixture key (clean audio + provenance), so a changed clean clip or re-planned gain re-embeds.
     """
     from asd_core.mixing.render import MixtureBatches
 
     parts = hasattr(encoder, "embed_parts")
     embed = (lambda p: encoder.embed_parts(*p)) if parts else encoder.embed
-    return _embed_into(noisy_embedding_file(ws, encoder, machine_type, dataset), encoder, {r["noisy_clip_id"] for r in rows},
+    keys = clip_audio_keys(ws, machine_type, dataset)
+    wanted = {r["noisy_clip_id"]: mixture_key(r, keys[r["clip_id"]]) if r["clip_id"] in keys else None for r in rows}
+    return _embed_into(noisy_embedding_file(ws, encoder, machine_type, dataset), encoder, wanted,
                        lambda done: MixtureBatches(audio_path, rows, lib, "noisy_clip_id", done, batch_size, parts=parts),
                        embed, 0, EmbedResult(machine_type, dataset), f"embed {encoder.name} noisy {dataset}/{machine_type}")
 
 
-def _embed_into(out_path: Path, encoder: Encoder, wanted: set[str], make_dataset, embed, workers: int,
+def _stored_keys(path: Path) -> dict[str, str | None]:
+    """clip_id -> content_key of an embeddings file (None for files written before the column existed)."""
+    if not path.exists():
+        return {}
+    table = pq.read_table(path)
+    ids = table.column("clip_id").to_pylist()
+    keys = table.column("content_key").to_pylist() if "content_key" in table.column_names else [None] * len(ids)
+    return dict(zip(ids, keys))
+
+
+def _embed_into(out_path: Path, encoder: Encoder, wanted: dict[str, str | None], make_dataset, embed, workers: int,
                 result: EmbedResult, label: str) -> EmbedResult:
-    """Write embeddings of ``wanted`` ids to ``out_path``, keeping rows already there (atomic)."""
+    """Write embeddings of the ``wanted`` ids (id -> content key) to ``out_path`` (atomic), keeping
+    stored rows whose content key still matches; rows of other ids or other content are dropped."""
     schema = embeddings_schema(encoder.dim)
-    done = set()
-    if out_path.exists():
-        done = set(pq.read_table(out_path, columns=["clip_id"]).column("clip_id").to_pylist())
-        if done == wanted:
-            result.reused = len(done)
-            return result
-    keep = done & wanted
-    progress = Progress(label, len(wanted - done), "clips")
+    stored = _stored_keys(out_path)
+    keep = {cid for cid, key in stored.items() if key is not None and wanted.get(cid) == key}
+    if keep == set(wanted) and len(stored) == len(keep):
+        result.reused = len(keep)
+        return result
+    progress = Progress(label, len(wanted) - len(keep), "clips")
     with atomic_path(out_path) as tmp:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
             if keep:
                 old = pq.read_table(out_path)
                 writer.write_table(old.filter(pa.compute.is_in(old.column("clip_id"), pa.array(sorted(keep)))).cast(schema))
             # spawn, not fork: a fork of a process running Prefect's threads and event loop is not safe
-            loader = torch.utils.data.DataLoader(make_dataset(done), batch_size=None, num_workers=workers, collate_fn=_as_is,
+            loader = torch.utils.data.DataLoader(make_dataset(keep), batch_size=None, num_workers=workers, collate_fn=_as_is,
                                                  multiprocessing_context="spawn" if workers else None)
             for ids, payload in loader:
                 vectors = np.asarray(embed(payload), dtype=np.float32)
@@ -185,6 +202,7 @@ def _embed_into(out_path: Path, encoder: Encoder, wanted: set[str], make_dataset
                     pa.array([encoder.name] * len(ids), pa.string()),
                     pa.array([encoder.version] * len(ids), pa.string()),
                     pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel(), pa.float32()), encoder.dim),
+                    pa.array([wanted[c] for c in ids], pa.string()),
                 ], schema=schema))
                 progress.update(len(ids))
     progress.close()
@@ -195,6 +213,19 @@ def _embed_into(out_path: Path, encoder: Encoder, wanted: set[str], make_dataset
 
 def read_vectors(files: list[Path]) -> tuple[list[str], np.ndarray]:
     """Clip ids and vectors [N, dim] of embedding files (all of one encoder version)."""
-    table = pa.concat_tables([pq.read_table(p, columns=["clip_id", "vector"]) for p in files])
+    ids, vectors, _ = read_keyed_vectors(files)
+    return ids, vectors
+
+
+def read_keyed_vectors(files: list[Path]) -> tuple[list[str], np.ndarray, list[str | None]]:
+    """Clip ids, vectors [N, dim] and content keys (None where a file predates them)."""
+    tables = []
+    for p in files:
+        t = pq.read_table(p)
+        if "content_key" not in t.column_names:
+            t = t.append_column("content_key", pa.nulls(t.num_rows, pa.string()))
+        tables.append(t.select(["clip_id", "vector", "content_key"]))
+    table = pa.concat_tables(tables)
     vec = table.column("vector").combine_chunks()
-    return table.column("clip_id").to_pylist(), vec.flatten().to_numpy().reshape(-1, vec.type.list_size)
+    return (table.column("clip_id").to_pylist(), vec.flatten().to_numpy().reshape(-1, vec.type.list_size),
+            table.column("content_key").to_pylist())

@@ -47,3 +47,23 @@ def noisy_rows_by_partition(ws: Workspace, machine_type: str | None = None) -> d
     for r in pq.read_table(path, schema=NOISY_CLIPS, filters=filters).to_pylist():
         out[(r["machine_type"], r["dataset"])].append(r)
     return dict(out)
+
+
+class StalePlanError(ValueError):
+    """Mixture provenance planned on audio that has changed since (or by a version that did not record it)."""
+
+
+def check_planned_on(rows: list[dict], audio_keys: dict[str, str], what: str) -> None:
+    """Refuse provenance rows whose clean clip's audio changed after ``asd mix`` measured their gains.
+
+    Rendering them would silently give other SNRs than recorded; re-planning is cheap."""
+    for r in rows:
+        planned, now = r.get("clean_key"), audio_keys.get(r["clip_id"])
+        if planned is None:
+            raise StalePlanError(f"the {what} in the workspace were planned by an older version that did not record "
+                                 "which audio they were measured on; run `asd mix` again")
+        if now is None:
+            raise StalePlanError(f"clip {r['clip_id']} of the {what} is no longer ingested; run `asd mix` again")
+        if planned != now:
+            raise StalePlanError(f"clip {r['clip_id']} changed since `asd mix` planned the {what} on it "
+                                 "(its recording was replaced); run `asd mix` again")

@@ -25,6 +25,7 @@ from asd_core.mixing.noise_library import KINDS, NoiseLibrary, NoiseLibraryConfi
 from asd_core.mixing.snr import MixingError, gains_for_snr, noise_segment
 from asd_core.progress import Progress
 from asd_core.schemas import MIXTURES, NOISY_CLIPS
+from asd_core.storage.content import clip_audio_keys
 
 EVAL_SUBSETS = KINDS + ("mismatched",)
 DEFAULT_BINS = ((-10.0, -5.0), (-5.0, 0.0), (0.0, 5.0), (5.0, 10.0))
@@ -109,13 +110,15 @@ def plan_mixtures(ws: Workspace, lib: NoiseLibrary, cfg: MixConfig) -> MixPlan:
                 meta[r["clip_id"]] = r
     if not meta:
         raise FileNotFoundError(f"no ingested train/test clips in {ws.root}; run `asd ingest` first")
+    audio_keys = clip_audio_keys(ws)
     mixtures, noisy, skipped = [], [], []
     subsets = sorted(train_pools)
     progress = Progress("mix: plan", len(meta), "clips")
     for _, _, path in audio_partitions(ws):
         for cid, clean in partition_waves(path, meta):
             r = meta[cid]
-            base = {"clip_id": cid, "dataset": r["dataset"], "machine_type": r["machine_type"], "seed": cfg.seed}
+            base = {"clip_id": cid, "dataset": r["dataset"], "machine_type": r["machine_type"], "seed": cfg.seed,
+                    "clean_key": audio_keys[cid]}
             try:
                 if r["split"] == "train":
                     for j in range(cfg.mixtures_per_clip):

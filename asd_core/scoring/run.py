@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from asd_core.config import Workspace
-from asd_core.embedding.embed import embeddings_dir, read_vectors
+from asd_core.embedding.embed import embeddings_dir, read_keyed_vectors
 from asd_core.ingest.layout import all_files, hive_value
 from asd_core.mixing.artifacts import noisy_rows_by_partition
 from asd_core.schemas import CLIPS, SCORES, THRESHOLDS
@@ -27,6 +27,7 @@ from asd_core.scoring import index_store
 from asd_core.scoring.detector import ScoringConfig, make_detector
 from asd_core.scoring.distances import ScoringInputError
 from asd_core.storage.atomic import write_parquet_atomic
+from asd_core.storage.content import clip_audio_keys, mixture_key
 
 logger = logging.getLogger("asd.scoring")
 
@@ -85,8 +86,10 @@ def load_sections(ws: Workspace, encoder: str, version: str, machine_type: str, 
             raise FileNotFoundError(f"no {encoder} embeddings of noisy test clips for machine type {machine_type}; "
                                     f"run `asd mix`, then `asd embed --noisy`")
         files += noisy_files
-    clip_ids, vectors = read_vectors(files)
+    clip_ids, vectors, stored_keys = read_keyed_vectors(files)
     row_of = {cid: i for i, cid in enumerate(clip_ids)}
+    audio_keys = clip_audio_keys(ws, machine_type)
+    expected = dict(audio_keys)
     sections: dict[tuple[str, str], SectionInput] = {}
     ref_rows, test_rows = defaultdict(list), defaultdict(list)
     section_of = {}
@@ -113,10 +116,26 @@ def load_sections(ws: Workspace, encoder: str, version: str, machine_type: str, 
                 if key is not None and r["noisy_clip_id"] in row_of:
                     sections[key].test_ids.append(r["noisy_clip_id"])
                     test_rows[key].append(row_of[r["noisy_clip_id"]])
+                    expected[r["noisy_clip_id"]] = mixture_key(r, audio_keys[r["clip_id"]])
+    _refuse_stale(encoder, machine_type, [(cid, stored_keys[row_of[cid]], expected[cid])
+                                          for sec in sections.values() for cid in sec.ref_ids + sec.test_ids])
     for key, sec in sections.items():
         sec.refs = vectors[ref_rows[key]] if ref_rows[key] else np.empty((0, vectors.shape[1]), np.float32)
         sec.tests = vectors[test_rows[key]] if test_rows[key] else np.empty((0, vectors.shape[1]), np.float32)
     return [sections[k] for k in sorted(sections)]
+
+
+class StaleEmbeddingsError(ValueError):
+    """Embeddings computed from audio that has changed since (a recording replaced under its name)."""
+
+
+def _refuse_stale(encoder: str, machine_type: str, triples: list[tuple[str, str | None, str]]) -> None:
+    """Scores must come from the clips as they are now: refuse vectors of other content."""
+    stale = [cid for cid, stored, now in triples if stored != now]
+    if stale:
+        raise StaleEmbeddingsError(
+            f"{len(stale)} {machine_type} clip(s) changed since they were embedded with {encoder} (e.g. {stale[0]}), "
+            f"or were embedded by a version without content keys; run `asd embed --encoder {encoder}` again")
 
 
 def score_section(ws: Workspace, encoder: str, version: str, sec: SectionInput, cfg: ScoringConfig) -> SectionResult:

@@ -23,10 +23,11 @@ import torch
 from torch import nn
 
 from asd_core.config import Workspace
-from asd_core.mixing.artifacts import read_mixtures
+from asd_core.mixing.artifacts import check_planned_on, read_mixtures
 from asd_core.mixing.noise_library import read_noise_library
 from asd_core.mixing.render import render
 from asd_core.storage.atomic import atomic_path
+from asd_core.storage.content import clip_audio_keys, mixture_key, set_key
 from asd_core.training import checkpoint
 from asd_core.training.backbone import Backbone, load_backbone, save_backbone_weights
 from asd_core.training.data import fix_length, read_waves
@@ -93,8 +94,13 @@ def train_student(ws: Workspace, teacher_path: str | Path, cfg: StudentTrainConf
     mixtures = sorted(read_mixtures(ws), key=lambda r: r["mixture_id"])
     if not mixtures:
         raise ValueError(f"no training mixtures in {ws.root}: `asd mix` planned none (is --mixtures-per-clip 0?)")
+    audio_keys = clip_audio_keys(ws)
+    check_planned_on(mixtures, audio_keys, "training mixtures")
     lib = read_noise_library(ws)
     key = _hash({"cfg": cfg.to_dict(), "teacher": teacher.source_hash, "mixtures": [r["mixture_id"] for r in mixtures]})
+    # The checkpoint is also keyed by the audio the mixtures render to, so a replaced recording
+    # (re-planned by `asd mix`) trains anew instead of resuming a stale student.
+    data_key = set_key((r["mixture_id"], mixture_key(r, audio_keys[r["clip_id"]])) for r in mixtures)
     out = student_dir(ws, key)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -140,7 +146,7 @@ def train_student(ws: Workspace, teacher_path: str | Path, cfg: StudentTrainConf
         p.requires_grad_(True)
     head = nn.Linear(student.dim, len(tags)).to(device)
     opt = torch.optim.AdamW(list(student.net.parameters()) + list(head.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    ckpt_path, identity, modules = out / "checkpoint.pt", {"key": key}, {"net": student.net, "head": head, "opt": opt}
+    ckpt_path, identity, modules = out / "checkpoint.pt", {"key": key, "data_key": data_key}, {"net": student.net, "head": head, "opt": opt}
     state, resumed = checkpoint.resume(ckpt_path, device, identity, modules, "student")
 
     def batch_loss(idx):

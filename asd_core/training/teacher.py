@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from asd_core.config import Workspace
 from asd_core.models.teacher import AdaCos, TeacherConfig, TeacherNet
 from asd_core.storage.atomic import atomic_path
+from asd_core.storage.content import clip_audio_keys, set_key
 from asd_core.training import checkpoint
 from asd_core.training.speed import apply_speeds, check_factors, random_crops, speed_class
 from asd_core.training.data import load_training_set
@@ -140,7 +141,11 @@ def train_teacher(ws: Workspace, cfg: TeacherTrainConfig, device: str | None = N
     torch.manual_seed(cfg.seed)
     net, head = TeacherNet(cfg.model).to(device), AdaCos(cfg.model.embedding_dim, len(classes) * n_speeds).to(device)
     opt = torch.optim.AdamW(list(net.parameters()) + list(head.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    ckpt_path, identity = out / "checkpoint.pt", {"config_key": cfg.key(), "classes": classes}
+    # The folder is keyed by the config; the checkpoint also by the training data's content, so a
+    # replaced recording or a relabelled clip trains anew instead of resuming a stale model.
+    audio_keys = clip_audio_keys(ws)
+    data_key = set_key((c, f"{audio_keys.get(c)}|{label}|{domain}") for c, label, domain in zip(data.clip_ids, data.labels, data.domains))
+    ckpt_path, identity = out / "checkpoint.pt", {"config_key": cfg.key(), "classes": classes, "data_key": data_key}
     modules = {"net": net, "head": head, "opt": opt}
     state, resumed = checkpoint.resume(ckpt_path, device, identity, modules, "teacher")
     waves = torch.from_numpy(data.waves)
@@ -182,7 +187,7 @@ def train_teacher(ws: Workspace, cfg: TeacherTrainConfig, device: str | None = N
             on_epoch_end(epoch, entry)
 
     best = state["best"] or {k: v.cpu() for k, v in net.state_dict().items()}
-    model_hash = _save_model(out, best, cfg, classes, state)
+    model_hash = _save_model(out, best, cfg, classes, state, data_key)
     return TrainResult(out, model_hash, state["epoch"], state["best_epoch"], state["history"], resumed)
 
 
@@ -201,7 +206,7 @@ def _evaluate(net, head, waves, y, idx, speed, factors, batch_size, device) -> f
     return total / len(idx)
 
 
-def _save_model(out: Path, best: dict, cfg: TeacherTrainConfig, classes: list[str], state: dict) -> str:
+def _save_model(out: Path, best: dict, cfg: TeacherTrainConfig, classes: list[str], state: dict, data_key: str) -> str:
     """``model.pt`` (plain state dict, loads with weights_only) + ``config.json`` with its content hash."""
     buf = io.BytesIO()
     torch.save(best, buf)
@@ -210,7 +215,7 @@ def _save_model(out: Path, best: dict, cfg: TeacherTrainConfig, classes: list[st
     with atomic_path(out / "model.pt") as tmp:
         tmp.write_bytes(blob)
     card = {"model": cfg.model.to_dict(), "train": cfg.to_dict(), "classes": classes, "model_hash": model_hash,
-            "best_epoch": state["best_epoch"], "history": state["history"]}
+            "best_epoch": state["best_epoch"], "history": state["history"], "data_key": data_key}
     with atomic_path(out / "config.json") as tmp:
         tmp.write_text(json.dumps(card, indent=2))
     return model_hash
