@@ -24,8 +24,9 @@ from asd_core.config import Workspace
 from asd_core.embedding.embed import embeddings_dir
 from asd_core.mixing.artifacts import mixtures_file, noisy_clips_file
 from asd_core.pipeline.config import PipelineConfig, PipelineConfigError, load_config
-from asd_core.pipeline.fingerprint import (artifact_fingerprint, clips_fingerprint, code_version, digest, file_sha256,
-                                           stage_key, tree_fingerprint)
+from asd_core.pipeline.code_graph import ImportGraph, build_graph
+from asd_core.pipeline.fingerprint import (artifact_fingerprint, clips_fingerprint, digest, file_sha256, stage_key,
+                                           tree_fingerprint)
 from asd_core.pipeline.lock import workspace_lock
 from asd_core.evaluation.noise import noise_comparison
 from asd_core.ingest.layout import all_files
@@ -33,27 +34,26 @@ from asd_core.pipeline.results import results_table
 from asd_core.scoring.run import run_dir
 from asd_core.storage.catalog import connect
 from asd_core.textable import format_table
-from asd_core.tracking.registry import register_run
-from asd_core.tracking.store import TrackingConfig
 from flows.embed import embed_flow
 from flows.ingest import ingest_flow
 from flows.mix import mix_flow
 from flows.report import report_flow
 from flows.runners import process_threads, shard_task_runner
+from flows.register import register_scoring_run
 from flows.score import score_flow
 from flows.train_student import train_student_flow
 from flows.train_teacher import train_teacher_flow
 
-CODE = {
-    "ingest": ("asd_core/ingest", "asd_core/datasets", "flows/ingest.py"),
-    "mix": ("asd_core/mixing", "flows/mix.py"),
-    "teacher": ("asd_core/training", "asd_core/models", "asd_core/tracking", "flows/train_teacher.py"),
-    "student": ("asd_core/training", "asd_core/models", "asd_core/mixing", "asd_core/tracking", "flows/train_student.py"),
-    "embed": ("asd_core/embedding", "asd_core/encoders", "asd_core/models", "asd_core/training", "asd_core/mixing", "flows/embed.py"),
-    "score": ("asd_core/scoring", "asd_core/mixing/artifacts.py", "flows/score.py"),
-    "report": ("asd_core/reporting", "asd_core/evaluation", "asd_core/tracking", "flows/report.py"),
-    "register": ("asd_core/tracking", "asd_core/scoring", "flows/pipeline.py"),
-}
+# The module each stage runs; its code version covers everything that module imports (code_graph.py).
+STAGE_ENTRY = {"ingest": "flows.ingest", "mix": "flows.mix", "teacher": "flows.train_teacher",
+               "student": "flows.train_student", "embed": "flows.embed", "score": "flows.score", "report": "flows.report",
+               "register": "flows.register"}
+
+
+def stage_code_versions(graph: ImportGraph | None = None) -> dict[str, str]:
+    """The code version of every stage, from one reading of the import graph."""
+    graph = graph or build_graph()
+    return {name: graph.code_version(entry) for name, entry in STAGE_ENTRY.items()}
 
 
 def _stage_cache_key(context, parameters: dict) -> str:
@@ -122,6 +122,7 @@ def _run(cfg: PipelineConfig, ws: Workspace, run: StageRunner, shard_runner) -> 
     device = cfg.runner.device or None
     tracking_uri = cfg.register.tracking_uri or None
     root = str(ws.root)
+    code = stage_code_versions()
 
     # --- ingest -------------------------------------------------------------------------------
     roots = [str(Path(r).expanduser().resolve()) for r in cfg.data.roots]
@@ -129,7 +130,7 @@ def _run(cfg: PipelineConfig, ws: Workspace, run: StageRunner, shard_runner) -> 
                          sample_rate=cfg.data.sample_rate, storage_dtype=cfg.data.storage_dtype,
                          ground_truth=cfg.data.ground_truth or None, min_relative_duration=cfg.data.min_relative_duration)
     gt = cfg.data.ground_truth
-    ingest = run("ingest", stage_key("ingest", code_version(*CODE["ingest"]), roots=[tree_fingerprint(r) for r in roots],
+    ingest = run("ingest", stage_key("ingest", code["ingest"], roots=[tree_fingerprint(r) for r in roots],
                                      ground_truth=tree_fingerprint(gt) if gt else None, params=ingest_kwargs),
                  ingest_flow, present=lambda r: bool(all_files(ws, "clips")), **ingest_kwargs)
     if not ingest["clips"]:
@@ -143,7 +144,7 @@ def _run(cfg: PipelineConfig, ws: Workspace, run: StageRunner, shard_runner) -> 
         mix_kwargs = dict(workspace=root, noise=str(Path(m.noise).expanduser().resolve()) if m.noise else None,
                           supplemental=m.supplemental, mismatched=m.mismatched or None, seed=m.seed, snr_min=m.snr_min,
                           snr_max=m.snr_max, mixtures_per_clip=m.mixtures_per_clip, lam=m.lam)
-        run("mix", stage_key("mix", code_version(*CODE["mix"]), clips=clips_fp,
+        run("mix", stage_key("mix", code["mix"], clips=clips_fp,
                              noise=tree_fingerprint(mix_kwargs["noise"]) if m.noise else None, params=mix_kwargs),
             mix_flow, present=lambda r: mixtures_file(ws).exists() and noisy_clips_file(ws).exists(), **mix_kwargs)
         mixtures_fp = digest([artifact_fingerprint(ws, "noise", exclude=("waveform",)),  # noise_id hashes it
@@ -156,7 +157,7 @@ def _run(cfg: PipelineConfig, ws: Workspace, run: StageRunner, shard_runner) -> 
         teacher_fp = file_sha256(teacher_src)
     elif cfg.teacher.enabled:
         tcfg = cfg.teacher.train.to_dict()
-        t = run("teacher", stage_key("teacher", code_version(*CODE["teacher"]), clips=clips_fp, config=tcfg, device=device),
+        t = run("teacher", stage_key("teacher", code["teacher"], clips=clips_fp, config=tcfg, device=device),
                 train_teacher_flow, present=lambda r: Path(r["model_dir"]).is_dir(),
                 workspace=root, config=tcfg, device=device, threads=threads, tracking_uri=tracking_uri)
         teacher_src, teacher_fp = t["model_dir"], t["model_hash"]
@@ -165,7 +166,7 @@ def _run(cfg: PipelineConfig, ws: Workspace, run: StageRunner, shard_runner) -> 
     student_dir = student_fp = None
     if cfg.student.enabled and mixtures_fp and teacher_src:
         scfg = cfg.student.train.to_dict()
-        s = run("student", stage_key("student", code_version(*CODE["student"]), clips=clips_fp, mixtures=mixtures_fp,
+        s = run("student", stage_key("student", code["student"], clips=clips_fp, mixtures=mixtures_fp,
                                      teacher=teacher_fp, config=scfg, device=device),
                 train_student_flow, present=lambda r: Path(r["model_dir"]).is_dir(),
                 workspace=root, teacher=teacher_src, config=scfg, device=device, threads=threads, tracking_uri=tracking_uri,
@@ -188,7 +189,7 @@ def _run(cfg: PipelineConfig, ws: Workspace, run: StageRunner, shard_runner) -> 
                       workers=cfg.embed.workers, noisy=noisy)
         # paths are keyed by the content hash of what they point at
         key_opts = {k: v for k, v in opts.items() if k not in ("model", "teacher", "checkpoint")}
-        embed_keys[enc] = stage_key(f"embed-{enc}", code_version(*CODE["embed"]), clips=clips_fp, model=model_fp.get(enc),
+        embed_keys[enc] = stage_key(f"embed-{enc}", code["embed"], clips=clips_fp, model=model_fp.get(enc),
                                     options=key_opts, noisy=noisy, mixtures=mixtures_fp if noisy else None, device=device)
         embeds[enc] = run(f"embed-{enc}", embed_keys[enc], embed_with_runner,
                           present=lambda r: (embeddings_dir(ws, r["encoder"], r["encoder_version"]) / "encoder.json").exists(),
@@ -203,14 +204,14 @@ def _run(cfg: PipelineConfig, ws: Workspace, run: StageRunner, shard_runner) -> 
         for norm in sc.normalizations:
             params = dict(encoder=rep["encoder"], encoder_version=rep["encoder_version"], normalization=norm, k=sc.k, r=sc.r,
                           threshold_quantile=sc.threshold_quantile, index_type=sc.index_type, strict=sc.strict, noisy=noisy)
-            key = stage_key(f"score-{enc}-{norm}", code_version(*CODE["score"]), embed=embed_keys[enc], params=params)
+            key = stage_key(f"score-{enc}-{norm}", code["score"], embed=embed_keys[enc], params=params)
             score_keys[(enc, norm)] = key
             r = run(f"score-{enc}-{norm}", key, score_with_runner, present=lambda r: _has_run(ws, r["run_id"]),
                     workspace=root, threads=threads, **params)
             run_ids[(enc, norm)] = r["run_id"]
             if cfg.report.enabled:
                 reports[(enc, norm)] = run(
-                    f"report-{enc}-{norm}", stage_key(f"report-{enc}-{norm}", code_version(*CODE["report"]), score=key,
+                    f"report-{enc}-{norm}", stage_key(f"report-{enc}-{norm}", code["report"], score=key,
                                                       tracking=tracking_uri),
                     report_flow, present=lambda r: Path(r["index"]).exists(),
                     workspace=root, run_id=r["run_id"], tracking_uri=tracking_uri)
@@ -232,7 +233,7 @@ def _run(cfg: PipelineConfig, ws: Workspace, run: StageRunner, shard_runner) -> 
                           teacher=f"{Path(teacher_src).name} ({teacher_fp})" if teacher_src else "none",
                           loss_config=json.dumps(cfg.student.train.objective.to_dict(), sort_keys=True)
                           if cfg.register.encoder == "student" else "n/a")
-        registered = run("register", stage_key("register", code_version(*CODE["register"]), score=score_keys[target],
+        registered = run("register", stage_key("register", code["register"], score=score_keys[target],
                                                **{k: v for k, v in reg_kwargs.items() if k != "workspace"}),
                          register_scoring_run, **reg_kwargs)
 
@@ -246,13 +247,6 @@ def _run(cfg: PipelineConfig, ws: Workspace, run: StageRunner, shard_runner) -> 
             "reports": {f"{e}/{n}": r["index"] for (e, n), r in reports.items()},
             "results": results, "noisy": noisy, "registered": registered,
             "models": {"teacher": teacher_src, "student": student_dir}}
-
-
-def register_scoring_run(workspace: str, run_id: str, tracking_uri: str | None, model_name: str, teacher: str,
-                         loss_config: str) -> dict:
-    reg = register_run(Workspace(Path(workspace)), run_id, TrackingConfig(uri=tracking_uri, model_name=model_name),
-                       tags={"teacher": teacher, "loss_config": loss_config})
-    return {k: v for k, v in reg.items() if k != "tags"}
 
 
 def _has_run(ws: Workspace, run_id: str) -> bool:

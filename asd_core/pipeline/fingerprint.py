@@ -1,4 +1,5 @@
-"""Cache keys of pipeline stages: the content of a stage's inputs plus the version of its code.
+"""Cache keys of pipeline stages: the content of a stage's inputs plus the version of its code
+(code_graph.py: the source of every module the stage's entry point imports).
 
 Inside the workspace everything is keyed by content (the ingested clips by their audio
 sha256, mixtures by their provenance rows, models by their content hash), so touching a
@@ -21,9 +22,6 @@ import pyarrow.parquet as pq
 from asd_core.config import Workspace
 from asd_core.ingest.layout import all_files
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-# Code every stage depends on: configuration, schemas, the catalogue and its SQL.
-COMMON_CODE = ("asd_core/config.py", "asd_core/schemas.py", "asd_core/storage", "sql")
 CLIP_KEY_COLUMNS = ("clip_id", "sha256", "dataset", "machine_type", "section", "split", "domain", "label",
                     "channel_selection", "pipeline_sample_rate")
 
@@ -31,21 +29,6 @@ CLIP_KEY_COLUMNS = ("clip_id", "sha256", "dataset", "machine_type", "section", "
 def digest(obj) -> str:
     """Stable short hash of a JSON-able object."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def code_version(*parts: str) -> str:
-    """Hash of the source files under the given project-relative paths (plus the common code),
-    so editing a helper a stage calls changes the stage's key (Prefect's TASK_SOURCE would not)."""
-    h = hashlib.sha256()
-    for part in sorted(set(parts) | set(COMMON_CODE)):
-        p = PROJECT_ROOT / part
-        files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.suffix in (".py", ".sql"))
-        if not files:
-            raise FileNotFoundError(f"code version: {p} does not exist")
-        for f in files:
-            h.update(str(f.relative_to(PROJECT_ROOT)).encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def tree_fingerprint(folder: str | Path) -> str:
