@@ -18,8 +18,9 @@ from asd_core.storage.catalog import publish_ingest
 # Idempotency lives in asd_core (content hashes per file), so Prefect result caching is off;
 # retries cover transient I/O errors (asd_core raises TransientIOError for those).
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE, task_run_name="ingest-{dataset}-{machine_type}")
-def ingest_machine_type(ws: Workspace, dataset: str, machine_type: str, candidates: list, roots_now: list[str], cfg: IngestConfig) -> GroupResult:
-    return ingest_group(ws, dataset, machine_type, candidates, roots_now, cfg)
+def ingest_machine_type(ws: Workspace, dataset: str, machine_type: str, candidates: list, roots_now: list[str],
+                        cfg: IngestConfig, unlisted: list[tuple[str, str]]) -> GroupResult:
+    return ingest_group(ws, dataset, machine_type, candidates, roots_now, cfg, unlisted)
 
 
 @task(cache_policy=NO_CACHE)
@@ -38,19 +39,23 @@ def ingest_flow(
     ground_truth: str | None = None,
     min_relative_duration: float = 0.5,
 ) -> dict:
-    """Ingest DCASE-style dataset roots into ``<workspace>/parquet`` and ``asd.duckdb``."""
+    """Ingest DCASE-style dataset roots into ``<workspace>/parquet`` and ``asd.duckdb``.
+
+    A missing, non-folder or empty root raises ``DatasetRootError`` before anything is written.
+    """
     log = get_run_logger()
     cfg = IngestConfig(
         audio=AudioConfig(sample_rate=sample_rate, channel=channel, storage_dtype=storage_dtype),
         min_relative_duration=min_relative_duration,
         ground_truth=Path(ground_truth) if ground_truth else None,
     )
-    ws = Workspace(Path(workspace)).ensure()
-    plan = plan_ingest(ws, [Path(r) for r in roots], dataset_name, cfg)
+    ws = Workspace(Path(workspace))
+    plan = plan_ingest(ws, [Path(r) for r in roots], dataset_name, cfg)  # checks every root first
+    ws.ensure()
     log.info("scanned %d root(s): %d clip files in %d (dataset, machine type) groups, %d rejected by name",
              len(roots), sum(len(c) for c in plan.groups.values()), len(plan.groups), len(plan.quarantined))
     futures = [
-        ingest_machine_type.submit(ws, ds, mt, cands, plan.roots[ds], cfg)
+        ingest_machine_type.submit(ws, ds, mt, cands, plan.roots[ds], cfg, plan.unlisted.get(ds, []))
         for (ds, mt), cands in plan.groups.items()
     ]
     results: list[GroupResult] = [f.result() for f in futures]
@@ -59,6 +64,9 @@ def ingest_flow(
         write_quarantine(ws, dataset, roots_now, [q for q in quarantined if q.dataset == dataset])
     for q in quarantined:
         log.warning("quarantined %s", q.message())
+    warnings = [w for r in results for w in r.warnings]
+    for w in warnings:
+        log.warning("kept with a warning: %s", w)
     publish(ws)
     summary = summarize_clips(ws, list(plan.roots))
     create_table_artifact(
@@ -73,7 +81,8 @@ def ingest_flow(
         "reused": sum(r.reused for r in results),
         "removed": sum(r.removed for r in results),
         "quarantined": [asdict(q) for q in quarantined],
-        "groups": [{k: v for k, v in asdict(r).items() if k != "quarantined"} for r in results],
+        "warnings": warnings,
+        "groups": [{k: v for k, v in asdict(r).items() if k not in ("quarantined", "warnings")} for r in results],
         "summary": summary,
     }
     log.info("ingest done: %d clips (%d decoded, %d unchanged), %d quarantined",

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import os
+import stat as stat_mod
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,22 +31,54 @@ class TransientIOError(OSError):
     """An I/O error that may succeed on retry (the orchestrator retries the task)."""
 
 
+# A float WAV peaking above this many times full scale is quarantined as corrupt or unnormalised;
+# between 1x and this it is clipped to [-1, 1] with a warning (limit_full_scale).
+FAR_ABOVE_FULL_SCALE = 2.0
+FLOAT_SUBTYPES = {"FLOAT", "DOUBLE"}
+
+
 @dataclass(frozen=True)
 class AudioInfo:
     sample_rate: int
     channels: int
     num_samples: int
     file_size: int
+    subtype: str = ""  # soundfile's sample format: PCM_16, PCM_24, FLOAT, DOUBLE, ...
 
     @property
     def duration_s(self) -> float:
         return self.num_samples / self.sample_rate
 
 
+def os_error_reason(exc: OSError, path: Path) -> str:
+    """The quarantine reason for an OS error on ``path``: says which link is broken or loops."""
+    if exc.errno == errno.ELOOP:
+        return "symlink loop: the link never resolves to a file (too many levels of symbolic links)"
+    if exc.errno == errno.ENOENT:
+        try:
+            return f"broken symlink: its target {os.readlink(path)} does not exist"
+        except OSError:  # not a link (or gone meanwhile)
+            return "file vanished during ingest"
+    if exc.errno == errno.EACCES:
+        return "permission denied"
+    return f"unreadable file ({exc.strerror or exc})"
+
+
 def _reraise_os_error(exc: OSError, path: Path) -> None:
     if exc.errno in TRANSIENT_ERRNOS:
         raise TransientIOError(exc.errno, f"{path}: transient I/O error ({exc.strerror})") from exc
-    raise AudioFileError(f"unreadable file ({exc.strerror or exc})") from None
+    raise AudioFileError(os_error_reason(exc, path)) from None
+
+
+def stat_file(path: Path) -> os.stat_result:
+    """``stat`` of a regular file (symlinks followed); any failure is an :class:`AudioFileError`."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        _reraise_os_error(exc, path)
+    if not stat_mod.S_ISREG(st.st_mode):
+        raise AudioFileError("not a regular file (a device, pipe or socket)")
+    return st
 
 
 def _riff_data_chunk(path: Path, file_size: int) -> None:
@@ -76,14 +110,16 @@ def _riff_data_chunk(path: Path, file_size: int) -> None:
 
 def probe(path: Path) -> AudioInfo:
     """Read only the header; raise :class:`AudioFileError` for empty, non-WAV or truncated files."""
+    file_size = stat_file(path).st_size
+    if file_size == 0:
+        raise AudioFileError("empty file (0 bytes)")
     try:
-        file_size = path.stat().st_size
-        if file_size == 0:
-            raise AudioFileError("empty file (0 bytes)")
         _riff_data_chunk(path, file_size)
         info = sf.info(str(path))
     except OSError as exc:
         _reraise_os_error(exc, path)
+    except struct.error:  # a chunk header cut short: the file shrank after its stat
+        raise AudioFileError("file changed while it was read (RIFF chunk header cut short)") from None
     except sf.LibsndfileError as exc:  # soundfile's own error type for bad content
         raise AudioFileError(f"not a readable WAV file ({exc.error_string})") from None
     except RuntimeError as exc:
@@ -92,7 +128,7 @@ def probe(path: Path) -> AudioInfo:
         raise AudioFileError(f"not a WAV file (format {info.format})")
     if info.frames <= 0:
         raise AudioFileError("WAV file holds no audio samples")
-    return AudioInfo(info.samplerate, info.channels, int(info.frames), file_size)
+    return AudioInfo(info.samplerate, info.channels, int(info.frames), file_size, info.subtype)
 
 
 def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
@@ -147,6 +183,29 @@ def resample(wave: np.ndarray, orig_sr: int, new_sr: int) -> np.ndarray:
     with torch.inference_mode():
         out = AF.resample(torch.from_numpy(np.ascontiguousarray(wave)), orig_sr, new_sr)
     return out.numpy().astype(np.float32, copy=False)
+
+
+def limit_full_scale(wave: np.ndarray, info: AudioInfo) -> tuple[np.ndarray, str | None]:
+    """Float sources beyond full scale: quarantine far above it, clip (with a warning) just above.
+
+    PCM samples cannot exceed full scale, so only FLOAT/DOUBLE files are checked. Above
+    ``FAR_ABOVE_FULL_SCALE`` the file is not a normalised recording (raises
+    :class:`AudioFileError`); above 1 the clipped wave comes back with the warning to report.
+    """
+    if info.subtype not in FLOAT_SUBTYPES or wave.size == 0:
+        return wave, None
+    peak = float(np.max(np.abs(wave)))
+    if peak > FAR_ABOVE_FULL_SCALE:
+        raise AudioFileError(
+            f"float samples reach {peak:.1f}x full scale (more than {FAR_ABOVE_FULL_SCALE:g}x): "
+            "not a normalised recording, not clipped into the dataset"
+        )
+    if peak <= 1.0:
+        return wave, None
+    clipped = np.clip(wave, -1.0, 1.0)
+    if peak < 1.001:  # float rounding of full-scale audio: clipped, nothing worth saying
+        return clipped, None
+    return clipped, f"float samples up to {peak:.2f}x full scale were clipped to [-1, 1]"
 
 
 def to_storage(wave: np.ndarray, storage_dtype: str) -> np.ndarray:

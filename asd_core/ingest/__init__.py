@@ -1,7 +1,7 @@
 """Ingest: dataset roots -> Parquet ``clips`` / ``audio`` / ``quarantine`` (methods.md section 5)."""
 
 from asd_core.ingest.partition import GroupResult, ingest_group
-from asd_core.ingest.plan import IngestPlan, plan_ingest
+from asd_core.ingest.plan import IngestPlan, check_roots, plan_ingest
 from asd_core.ingest.summary import summarize_clips, write_quarantine
 
-__all__ = ["GroupResult", "IngestPlan", "ingest_group", "plan_ingest", "summarize_clips", "write_quarantine"]
+__all__ = ["GroupResult", "IngestPlan", "check_roots", "ingest_group", "plan_ingest", "summarize_clips", "write_quarantine"]

@@ -39,6 +39,7 @@ class GroupResult:
     removed: int = 0
     written: bool = False
     quarantined: list[QuarantineRecord] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # "<path>: <what>" of clips kept with a caveat
     decode_seconds: float = 0.0
     decoded_bytes: int = 0
 
@@ -70,9 +71,12 @@ def _refresh_parsed(row: dict, cand: Candidate) -> dict:
 
 def ingest_group(
     ws: Workspace, dataset: str, machine_type: str, candidates: list[Candidate],
-    roots_now: list[str], cfg: IngestConfig,
+    roots_now: list[str], cfg: IngestConfig, unlisted: list[tuple[str, str]] = (),
 ) -> GroupResult:
-    """Bring the partition of ``(dataset, machine_type)`` in line with the files on disk."""
+    """Bring the partition of ``(dataset, machine_type)`` in line with the files on disk.
+
+    ``unlisted``: (root, sub-folder) pairs the scan could not list; their rows stay as they are.
+    """
     result = GroupResult(dataset, machine_type)
     cpath, apath = clips_file(ws, dataset, machine_type), audio_file(ws, dataset, machine_type)
     old = read_parquet_or_empty(cpath, CLIPS).to_pylist()
@@ -80,24 +84,21 @@ def ingest_group(
     audio_dtype = _stored_audio_dtype(apath) or cfg.audio.storage_dtype
 
     # Rows of roots not ingested now stay as they are (several roots can feed one dataset).
-    kept = {cid: r for cid, r in old_rows.items() if r["root"] not in roots_now}
+    kept = {cid: r for cid, r in old_rows.items() if r["root"] not in roots_now or _under(r, unlisted)}
     to_decode: list[tuple[Candidate, AudioInfo, str, int, str]] = []
     for cand in candidates:
         path = cand.path
         prev = old_rows.get(cand.clip_id)
         try:
-            st = path.stat()
+            st = audio_io.stat_file(path)
             if prev and prev["file_size"] == st.st_size and prev["file_mtime_ns"] == st.st_mtime_ns and _same_config(prev, cfg):
                 kept[cand.clip_id] = _refresh_parsed(prev, cand)
                 continue
             info = audio_io.probe(path)
             selection = audio_io.channel_selection(info, cfg.audio)
             sha = audio_io.sha256_of(path)
-        except AudioFileError as exc:
+        except AudioFileError as exc:  # stat, open, header, hash: broken links and loops included
             result.quarantined.append(QuarantineRecord(dataset, str(cand.root), cand.relative_path, "probe", str(exc), _size(path)))
-            continue
-        except FileNotFoundError:
-            result.quarantined.append(QuarantineRecord(dataset, str(cand.root), cand.relative_path, "probe", "file vanished during ingest"))
             continue
         if prev and prev["sha256"] == sha and _same_config(prev, cfg):
             kept[cand.clip_id] = {**_refresh_parsed(prev, cand), "file_mtime_ns": st.st_mtime_ns}
@@ -126,9 +127,12 @@ def ingest_group(
                 for cand, info, selection, mtime_ns, sha in to_decode:
                     try:
                         wave = audio_io.decode(cand.path, info, cfg.audio)
+                        wave, warning = audio_io.limit_full_scale(wave, info)
                     except AudioFileError as exc:
                         result.quarantined.append(QuarantineRecord(dataset, str(cand.root), cand.relative_path, "decode", str(exc), info.file_size))
                         continue
+                    if warning:
+                        result.warnings.append(f"{cand.path}: {warning}")
                     buffer.append((cand.clip_id, audio_io.to_storage(wave, audio_dtype)))
                     new_rows[cand.clip_id] = _clip_row(cand, info, selection, cfg, mtime_ns, sha)
                     result.decoded += 1
@@ -153,6 +157,10 @@ def ingest_group(
     result.removed = len(old_rows.keys() - {r["clip_id"] for r in rows})
     result.written = True
     return result
+
+
+def _under(row: dict, folders: list[tuple[str, str]]) -> bool:
+    return any(row["root"] == root and row["relative_path"].startswith(folder + "/") for root, folder in folders)
 
 
 def _stored_audio_dtype(apath: Path) -> str | None:
