@@ -26,6 +26,31 @@ def _add_workspace(p: argparse.ArgumentParser) -> None:
                    help="folder holding Parquet datasets, asd.duckdb, indexes and the MLflow store (default: %(default)s)")
 
 
+# Commands that only read the workspace: a read-only workspace is fine for them.
+READ_ONLY_COMMANDS = {"sql", "evaluate", "export-dcase"}
+# Commands whose --workspace is not used (make-demo-data writes OUT only).
+NO_WORKSPACE_COMMANDS = {"make-demo-data"}
+
+
+def _check_folder(path: Path, what: str, writes: bool) -> None:
+    """A one-line error, before anything starts, when ``path`` (a folder to use) is a file, lies under a
+    file, or (``writes``) cannot be written. Root passes the write check whatever the permissions say."""
+    path = Path(path).expanduser()
+    existing = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        where = "is a file" if existing == path.absolute() else f"lies under the file {existing}"
+        raise ValueError(f"{what} {path} {where}, not a folder")
+    if writes and not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {path} is not writable: no write permission on {existing}")
+
+
+def _check_workspace_arg(args) -> None:
+    """Check ``--workspace`` of the chosen command (pipeline also checks the workspace its config names)."""
+    if getattr(args, "workspace", None) is None or args.command in NO_WORKSPACE_COMMANDS:
+        return
+    _check_folder(args.workspace, "--workspace", writes=args.command not in READ_ONLY_COMMANDS)
+
+
 def _print_ingest_report(report: dict) -> None:
     from asd_core.textable import format_table
 
@@ -130,6 +155,7 @@ def cmd_pipeline(args) -> int:
         from asd_core.pipeline.config import PipelineConfigError
 
         raise PipelineConfigError("data.roots is empty: list the dataset roots in the config or pass --data-root DIR")
+    _check_folder(Path(cfg.workspace), "workspace", writes=True)
     from flows.pipeline import pipeline_flow
 
     r = pipeline_flow(config=cfg.to_dict(), refresh=args.refresh)
@@ -148,9 +174,9 @@ def cmd_demo(args) -> int:
 
     ws = args.workspace
     data = ws / "demo-data"
+    cfg = demo_config(ws, data, args.set)  # --set errors come before any file is written
     counts = make_demo_data(data, seed=args.seed, size=args.size)
     print(f"demo data: {counts['clips']} clips of {', '.join(counts['machines'])} and {counts['noise_files']} noise files under {data}")
-    cfg = demo_config(ws, data, args.set)
     r = pipeline_flow(config=cfg.to_dict(), refresh=args.refresh)
     _print_pipeline_report(r, ws)
     return 0
@@ -385,6 +411,7 @@ def cmd_export_dcase(args) -> int:
     from asd_core.config import Workspace
     from asd_core.evaluation import export_dcase
 
+    _check_folder(args.out, "OUT", writes=True)  # export-dcase writes a folder of CSV files per dataset
     files = export_dcase(Workspace(args.workspace), args.run, args.out)
     print(f"wrote {len(files)} files under {args.out}")
     return 0
@@ -637,8 +664,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("asd").setLevel(logging.INFO)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
+        _check_workspace_arg(args)  # before any flow, so a bad workspace fails at once, not after Prefect starts
         return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:  # our own errors carry a clear message
+    except (ValueError, OSError, RuntimeError) as exc:  # our own errors, and OSErrors, name what and where
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -112,3 +112,75 @@ def test_cli_pipeline_errors_before_starting(tmp_path, capsys):
     assert main(["pipeline", "--data-root", str(tmp_path), "--print-config"]) == 0
     out = capsys.readouterr().out
     assert tomllib.loads(out)["data"]["roots"] == [str(tmp_path)] and not (tmp_path / "ws").exists()
+
+
+# --- values of the wrong type are errors naming section.key, the value and the type (issue 18, part 6) ---
+
+@pytest.mark.parametrize("override, message", [
+    ('score.k="three"', 'score.k = "three": expected an integer'),
+    ("score.k=2.5", "score.k = 2.5: expected an integer"),
+    ("score.k=", 'score.k = "": expected an integer'),
+    ("score.k=true", "score.k = true: expected an integer"),  # bool is an int subclass, not an int here
+    ("score.r=true", "score.r = true: expected a number"),
+    ("teacher.enabled=nope", 'teacher.enabled = "nope": expected true or false'),
+    ("teacher.epochs=2.0", "teacher.epochs = 2.0: expected an integer"),
+    ('teacher.model.channels=[16, "x"]', 'teacher.model.channels = [16, "x"]: expected a list of integers'),
+    ("student.objective.tag_weight=heavy", 'student.objective.tag_weight = "heavy": expected a number'),
+    ("student.layer=last", 'student.layer = "last": expected an integer or unset'),
+    ("embed.encoders=teacher", 'embed.encoders = "teacher": expected a list of strings'),
+    ("data.channel=false", "data.channel = false: expected an integer or a string"),
+])
+def test_wrong_types_name_key_value_and_type(override, message):
+    with pytest.raises(PipelineConfigError) as exc:
+        PipelineConfig().with_overrides([override])
+    assert str(exc.value) == message
+
+
+def test_right_types_pass_and_ints_widen_to_floats():
+    cfg = PipelineConfig().with_overrides(["score.r=1", "teacher.speed_factors=[1, 0.9]", "data.channel=1",
+                                           "student.layer=3", "teacher.clip_seconds=2"])
+    assert cfg.score.r == 1.0 and isinstance(cfg.score.r, float)
+    assert cfg.teacher.train.speed_factors == (1.0, 0.9) and cfg.teacher.train.clip_seconds == 2.0
+    assert cfg.data.channel == "1" and cfg.student.train.layer == 3
+
+
+@pytest.mark.parametrize("body, message", [
+    ('[score]\nk = "three"\n', 'score.k = "three": expected an integer'),
+    ("[score]\nk = 2.5\n", "score.k = 2.5: expected an integer"),
+    ("[score]\nk = true\n", "score.k = true: expected an integer"),
+    ("workspace = 5\n", "workspace = 5: expected a string"),
+    ("[teacher.model]\nn_mels = 6.4\n", "teacher.model.n_mels = 6.4: expected an integer"),
+])
+def test_wrong_types_in_a_file_name_the_file(tmp_path, body, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(body)
+    with pytest.raises(PipelineConfigError) as exc:
+        load_config(path)
+    assert str(exc.value) == f"{path}: {message}"
+
+
+def test_cli_type_errors_come_before_any_flow(tmp_path, monkeypatch, capsys):
+    import flows.pipeline
+    from flows.cli import main
+
+    def started(**_):
+        raise AssertionError("pipeline_flow started")
+
+    monkeypatch.setattr(flows.pipeline, "pipeline_flow", started)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[score]\nk = true\n")
+    for argv, message in ((["--set", "score.k=three"], 'score.k = "three": expected an integer'),
+                          (["--set", "score.k="], 'score.k = "": expected an integer'),
+                          (["--config", str(bad)], f"{bad}: score.k = true: expected an integer")):
+        assert main(["pipeline", "--data-root", str(tmp_path), *argv]) == 2
+        assert capsys.readouterr().err.strip() == f"error: {message}"
+    ws = tmp_path / "demo-ws"
+    assert main(["demo", "--workspace", str(ws), "--set", "teacher.epochs=2.5"]) == 2
+    assert capsys.readouterr().err.strip() == "error: teacher.epochs = 2.5: expected an integer"
+    assert not ws.exists()  # refused before the demo data was written
+    afile = tmp_path / "ws-file"
+    afile.write_text("")
+    assert main(["pipeline", "--data-root", str(tmp_path), "--workspace", str(afile)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: --workspace {afile} is a file, not a folder"
+    assert main(["pipeline", "--data-root", str(tmp_path), "--set", f'workspace="{afile}"']) == 2
+    assert capsys.readouterr().err.strip() == f"error: workspace {afile} is a file, not a folder"

@@ -9,7 +9,9 @@ remaining keys are ``TeacherTrainConfig`` / ``StudentTrainConfig`` fields), ``[e
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 from asd_core.training.student import StudentTrainConfig
@@ -29,10 +31,13 @@ class DataConfig:
     roots: list[str] = field(default_factory=list)  # DCASE-style dataset roots
     dataset_name: str = ""  # "" = derived from each root
     ground_truth: str = ""  # folder with evaluator ground truth, "" = none
-    channel: str = "0"
+    channel: int | str = "0"  # a channel index or "mean"; kept as a string (channel = 1 reads as "1")
     sample_rate: int = 16_000
     storage_dtype: str = "int16"
     min_relative_duration: float = 0.5
+
+    def __post_init__(self) -> None:
+        self.channel = str(self.channel)
 
 
 @dataclass
@@ -131,16 +136,17 @@ class PipelineConfig:
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise PipelineConfigError(f"unknown config key(s): {', '.join(sorted(unknown))}")
+        d = check_types(d)
         kw = {"workspace": str(d.get("workspace", cls.workspace))}
         simple = {"data": DataConfig, "mix": MixStageConfig, "embed": EmbedConfig, "score": ScoreConfig,
                   "report": ReportConfig, "register": RegisterConfig, "runner": RunnerConfig}
         for name, klass in simple.items():
             kw[name] = _build(klass, d.get(name, {}), name)
         teacher = dict(d.get("teacher", {}))
-        kw["teacher"] = TeacherStageConfig(enabled=bool(teacher.pop("enabled", True)), checkpoint=str(teacher.pop("checkpoint", "")),
+        kw["teacher"] = TeacherStageConfig(enabled=teacher.pop("enabled", True), checkpoint=teacher.pop("checkpoint", ""),
                                            train=_train(TeacherTrainConfig, teacher, "teacher"))
         student = dict(d.get("student", {}))
-        kw["student"] = StudentStageConfig(enabled=bool(student.pop("enabled", True)),
+        kw["student"] = StudentStageConfig(enabled=student.pop("enabled", True),
                                            train=_train(StudentTrainConfig, student, "student"))
         cfg = cls(**kw)
         cfg.validate()
@@ -228,6 +234,103 @@ def _parse_value(raw: str):
         return tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         return raw
+
+
+# --- types: every value a file or --set gives is checked against the dataclass field types, here ---
+
+def _field_types(klass) -> dict:
+    """Field name -> resolved annotation of a config dataclass."""
+    hints = typing.get_type_hints(klass)
+    return {f.name: hints[f.name] for f in fields(klass)}
+
+
+def _section_types() -> dict:
+    """The type of every key of every TOML table; [teacher] and [student] flatten their training config."""
+    types_ = {name: tp for name, tp in _field_types(PipelineConfig).items()}
+    types_["teacher"] = {**{k: v for k, v in _field_types(TeacherStageConfig).items() if k != "train"},
+                         **_field_types(TeacherTrainConfig)}
+    types_["student"] = {**{k: v for k, v in _field_types(StudentStageConfig).items() if k != "train"},
+                         **_field_types(StudentTrainConfig)}
+    return types_
+
+
+def check_types(d: dict) -> dict:
+    """``d`` with every known key checked against its field type (ints widened to float where a float is
+    expected); a wrong type is a PipelineConfigError naming section.key, the value and the type expected.
+    Unknown keys are left for the builders, which list the known ones."""
+    return _check_table(d, _section_types(), "")
+
+
+def _check_table(values, expected: dict, prefix: str) -> dict:
+    if not isinstance(values, dict):
+        raise PipelineConfigError(f"[{prefix.rstrip('.')}] must be a table, got {_show(values)}")
+    out = {}
+    for key, value in values.items():
+        tp = expected.get(key)
+        if isinstance(tp, dict) or (tp is not None and is_dataclass(tp)):
+            sub = tp if isinstance(tp, dict) else _field_types(tp)
+            out[key] = _check_table(value, sub, f"{prefix}{key}.")
+        else:
+            out[key] = value if tp is None else _check_value(value, tp, f"{prefix}{key}")
+    return out
+
+
+def _check_value(value, tp, key: str):
+    """``value`` if it is of type ``tp`` (bool is never an int; an int is a float), else a clear error."""
+    ok, converted = _convert(value, tp)
+    if not ok:
+        raise PipelineConfigError(f"{key} = {_show(value)}: expected {_describe(tp)}")
+    return converted
+
+
+def _convert(value, tp) -> tuple[bool, object]:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        for arm in args:
+            ok, converted = _convert(value, arm)
+            if ok:
+                return True, converted
+        return False, None
+    if tp is type(None):
+        return value is None, value
+    if tp is bool:
+        return isinstance(value, bool), value
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return ok, float(value) if ok else None
+    if tp is str:
+        return isinstance(value, str), value
+    if origin in (list, tuple) and isinstance(value, (list, tuple)):
+        arm = args[0] if args else typing.Any
+        items = [_convert(v, arm) for v in value]
+        return all(ok for ok, _ in items), [v for _, v in items]
+    if tp is typing.Any:
+        return True, value
+    return False, None
+
+
+def _describe(tp) -> str:
+    """A type in a user's words: 'an integer', 'a list of numbers', 'a string or an integer'."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("unset" if a is type(None) else _describe(a) for a in args)
+    if origin in (list, tuple):
+        inner = _describe(args[0]) if args else "values"
+        return "a list of " + {"an integer": "integers", "a number": "numbers", "a string": "strings",
+                               "true or false": "booleans"}.get(inner, inner)
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
+
+
+def _show(value) -> str:
+    """A value as TOML would spell it (strings quoted, so an empty --set value shows as "")."""
+    from asd_core.pipeline.toml import format_value
+
+    try:
+        return format_value(value)
+    except TypeError:
+        return repr(value)
 
 
 def _build(klass, values: dict, section: str):

@@ -18,6 +18,11 @@ def _value(v) -> str:
     raise TypeError(f"cannot write {type(v).__name__} as TOML")
 
 
+def format_value(v) -> str:
+    """One value in TOML syntax (as written by ``dumps``); also how config errors show a value."""
+    return _value(v)
+
+
 def dumps(d: dict, _prefix: str = "") -> str:
     lines, tables = [], []
     for k, v in d.items():
