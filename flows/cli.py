@@ -193,17 +193,24 @@ def cmd_report(args) -> int:
 
 
 def cmd_sql(args) -> int:
+    """One read query (sql/README.md says what is allowed); ``--output`` writes its result outside the workspace."""
     from asd_core.config import Workspace
-    from asd_core.storage.catalog import connect, query_rows
+    from asd_core.storage.catalog import analyst_query, check_outside_workspace, result_format, write_result
     from asd_core.textable import format_table
 
-    import duckdb
-
-    with connect(Workspace(args.workspace), read_only=True) as con:
-        try:
-            rows = query_rows(con, args.query, limit=args.limit)
-        except duckdb.Error as exc:
-            raise ValueError(f"query failed: {exc}") from None
+    ws = Workspace(args.workspace)
+    out = None
+    if args.output is not None:
+        result_format(args.output)
+        out = check_outside_workspace(ws, args.output)
+    with analyst_query(ws, args.query, tuple(args.allow_read or ())) as rel:
+        if out is not None:
+            table = rel.to_arrow_table()
+            write_result(table, out)
+            print(f"wrote {table.num_rows} rows to {out}")
+            return 0
+        columns = rel.columns
+        rows = [dict(zip(columns, row)) for row in rel.limit(args.limit).fetchall()]
     print(format_table(rows))
     return 0
 
@@ -608,9 +615,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_workspace(p)
     p.set_defaults(func=cmd_export_dcase)
 
-    p = sub.add_parser("sql", help="run a SQL query against the workspace's asd.duckdb (read-only)")
+    p = sub.add_parser("sql", help="run a SQL query against the workspace's asd.duckdb (read-only)",
+                       description="Run one read query (SELECT, WITH, FROM, VALUES, DESCRIBE, SHOW, SUMMARIZE) against "
+                                   "<workspace>/asd.duckdb. Nothing is written: COPY, ATTACH, INSTALL/LOAD, SET, PRAGMA, "
+                                   "EXPLAIN and changes are refused, and files are readable only under the workspace and "
+                                   "--allow-read folders (sql/README.md).")
     p.add_argument("query")
     p.add_argument("--limit", type=int, default=1000, help="print at most this many rows (default: %(default)s)")
+    p.add_argument("--output", type=Path, default=None, metavar="FILE",
+                   help="write every row of the result to FILE.parquet or FILE.csv (outside the workspace) instead of printing")
+    p.add_argument("--allow-read", action="append", type=Path, metavar="DIR",
+                   help="also let the query read files (Parquet, CSV, ...) under DIR (repeatable)")
     _add_workspace(p)
     p.set_defaults(func=cmd_sql)
 

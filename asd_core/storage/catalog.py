@@ -3,6 +3,9 @@
 DuckDB lets one process hold the file read-write or many hold it read-only, never both
 (stack-notes.md). Stages therefore write Parquet first and publish in one short write
 transaction, retrying with back-off while an analyst's read-only connection holds the file.
+
+Analysts' ad-hoc queries (``asd sql``) go through ``analyst_query``: one read query, decided by
+DuckDB's own parser, on a connection that cannot write, attach or load anything (sql/README.md).
 """
 
 from __future__ import annotations
@@ -34,17 +37,12 @@ def _is_lock_error(exc: Exception) -> bool:
     return "lock" in text or "conflicting" in text
 
 
-@contextmanager
-def connect(ws: Workspace, read_only: bool = False, timeout_s: float = 60.0) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open ``asd.duckdb``; a read-write open applies ``sql/`` and retries while locked."""
-    if read_only and not ws.duckdb_path.exists():
-        raise FileNotFoundError(f"{ws.duckdb_path}: no database yet; run `asd ingest` first")
-    ws.root.mkdir(parents=True, exist_ok=True)
+def _open(ws: Workspace, read_only: bool, timeout_s: float, config: dict | None = None) -> duckdb.DuckDBPyConnection:
+    """``duckdb.connect``, retried with back-off (50 ms doubling to 2 s) while another process holds the lock."""
     delay, deadline = 0.05, time.monotonic() + timeout_s
     while True:
         try:
-            con = duckdb.connect(str(ws.duckdb_path), read_only=read_only)
-            break
+            return duckdb.connect(str(ws.duckdb_path), read_only=read_only, config=config or {})
         except (duckdb.IOException, duckdb.ConnectionException) as exc:
             if not _is_lock_error(exc) or time.monotonic() > deadline:
                 if _is_lock_error(exc):
@@ -55,6 +53,15 @@ def connect(ws: Workspace, read_only: bool = False, timeout_s: float = 60.0) -> 
             logger.info("asd.duckdb is locked by another process; retrying in %.2f s", delay)
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+
+@contextmanager
+def connect(ws: Workspace, read_only: bool = False, timeout_s: float = 60.0) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open ``asd.duckdb``; a read-write open applies ``sql/`` and retries while locked."""
+    if read_only and not ws.duckdb_path.exists():
+        raise FileNotFoundError(f"{ws.duckdb_path}: no database yet; run `asd ingest` first")
+    ws.root.mkdir(parents=True, exist_ok=True)
+    con = _open(ws, read_only, timeout_s)
     try:
         if not read_only:
             for name in SQL_FILES:
@@ -78,7 +85,7 @@ def transaction(ws: Workspace) -> Iterator[duckdb.DuckDBPyConnection]:
 
 
 def _files_sql(paths: list[Path]) -> str:
-    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
+    return "[" + ", ".join(_sql_str(p) for p in paths) + "]"
 
 
 def publish_ingest(ws: Workspace) -> None:
@@ -139,6 +146,111 @@ def resolve_run(con, run_id: str | None) -> str:
     if run_id not in known:
         raise UnknownRunError(f"run {run_id!r} does not exist; known runs: {', '.join(known)}")
     return run_id
+
+
+class QueryRefusedError(ValueError):
+    """An analyst's query that is not exactly one read (SELECT-type) statement."""
+
+
+# SELECT covers WITH ... SELECT, FROM-first queries, VALUES, DESCRIBE, SHOW and SUMMARIZE.
+# EXPLAIN is not here: EXPLAIN ANALYZE runs the statement it explains (a COPY would write).
+READ_STATEMENTS = (duckdb.StatementType.SELECT,)
+
+
+def check_read_query(sql: str) -> None:
+    """Accept exactly one SELECT-type statement as DuckDB's parser sees it; refuse anything else."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise QueryRefusedError(f"query does not parse: {_first_line(exc)}") from None
+    if not statements:
+        raise QueryRefusedError("the query is empty")
+    if len(statements) != 1:
+        raise QueryRefusedError(f"asd sql runs exactly one statement; this text holds {len(statements)}")
+    kind = statements[0].type
+    if kind not in READ_STATEMENTS:
+        raise QueryRefusedError(f"asd sql runs read queries only (SELECT, WITH, FROM, VALUES, DESCRIBE, SHOW, "
+                                f"SUMMARIZE); refused: {kind.name} statement")
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _dir_prefix(path: Path) -> str:
+    """A directory as a DuckDB ``allowed_directories`` prefix (the slash keeps ``ws2`` out of ``ws``)."""
+    return str(Path(path).expanduser().resolve()).rstrip("/") + "/"
+
+
+@contextmanager
+def analyst_connection(ws: Workspace, read_dirs: tuple[Path, ...] = (),
+                       timeout_s: float = 60.0) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection whose file access is confined to the workspace and ``read_dirs``.
+
+    No extension is installed or auto-loaded, no file outside those folders can be read,
+    written or attached, and the settings are locked so a query cannot undo any of it.
+    Like ``connect``, it waits while a publish holds the file.
+    """
+    if not ws.duckdb_path.exists():
+        raise FileNotFoundError(f"{ws.duckdb_path}: no database yet; run `asd ingest` first")
+    # A config of its own also keeps this database instance apart from any other connection in the process.
+    con = _open(ws, True, timeout_s, {"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    try:
+        # Order matters: allowed_directories cannot change once external access is off, nothing once locked.
+        con.execute("SET allowed_directories = ?", [[_dir_prefix(ws.root), *(_dir_prefix(d) for d in read_dirs)]])
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+        yield con
+    finally:
+        con.close()
+
+
+@contextmanager
+def analyst_query(ws: Workspace, sql: str, read_dirs: tuple[Path, ...] = ()) -> Iterator[duckdb.DuckDBPyRelation]:
+    """One checked read query on an ``analyst_connection``, as a relation run when fetched; its errors are ValueError."""
+    check_read_query(sql)
+    with analyst_connection(ws, read_dirs) as con:
+        try:
+            yield con.sql(sql)
+        except duckdb.Error as exc:
+            raise ValueError(f"query failed: {exc}") from None
+
+
+RESULT_FORMATS = {".parquet": "parquet", ".csv": "csv"}
+
+
+def result_format(out: Path) -> str:
+    """DuckDB's COPY format of an output file, from its suffix (.parquet or .csv)."""
+    fmt = RESULT_FORMATS.get(Path(out).suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{out}: the output must end in .parquet or .csv")
+    return fmt
+
+
+def write_result(table, out: Path) -> Path:
+    """Write an Arrow table to ``out`` (Parquet or CSV by suffix) atomically: temporary sibling, then rename.
+
+    A private in-memory DuckDB writes it, so the analyst's locked connection never needs write access.
+    """
+    from asd_core.storage.atomic import atomic_path
+
+    fmt = result_format(out)
+    with atomic_path(Path(out)) as tmp, duckdb.connect(":memory:") as writer:
+        writer.register("result", table)
+        writer.execute(f"COPY result TO {_sql_str(tmp)} (FORMAT {fmt})")
+    return Path(out)
+
+
+def check_outside_workspace(ws: Workspace, out: Path) -> Path:
+    """``out`` resolved (symlinks followed); refused when it lies inside the workspace, whose files only stages write."""
+    resolved = Path(out).expanduser().resolve()
+    if resolved == ws.root or resolved.is_relative_to(ws.root):
+        raise ValueError(f"{out}: refusing to write inside the workspace {ws.root}; choose a path outside it")
+    return resolved
+
+
+def _sql_str(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
 
 
 def query_rows(con, sql: str, params=None, limit: int | None = None) -> list[dict]:
