@@ -424,6 +424,20 @@ def cmd_export_dcase(args) -> int:
     return 0
 
 
+def cmd_forget(args) -> int:
+    """Drop one dataset from the workspace; without --yes only list what would go and exit 1."""
+    from asd_core.config import Workspace
+    from asd_core.ingest.forget import forget_dataset
+
+    report = forget_dataset(Workspace(args.workspace), args.dataset, dry_run=not args.yes)
+    print("\n".join(report.lines()))
+    if not args.yes and not report.nothing:
+        print(f"nothing removed yet; to remove the above, re-run with --yes:\n"
+              f"  asd forget --workspace {args.workspace} --dataset {args.dataset} --yes", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _add_tracking_uri(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tracking-uri", default=None,
                    help="MLflow tracking URI (default: sqlite store in <workspace>/mlflow/mlflow.db)")
@@ -614,6 +628,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", type=Path, metavar="OUT")
     _add_workspace(p)
     p.set_defaults(func=cmd_export_dcase)
+
+    p = sub.add_parser("forget", help="remove a whole dataset from the workspace (asks for --yes)",
+                       description="Remove every clip, audio partition, quarantine entry and derived result of one "
+                                   "dataset. Without --yes it only lists what would be removed and exits 1; `asd ingest` "
+                                   "never drops a dataset whose root is missing or empty.")
+    p.add_argument("--dataset", required=True, metavar="NAME", help="dataset name, as in clips.dataset")
+    p.add_argument("--yes", action="store_true", help="really remove it (default: only list what would go)")
+    _add_workspace(p)
+    p.set_defaults(func=cmd_forget)
 
     p = sub.add_parser("sql", help="run a SQL query against the workspace's asd.duckdb (read-only)",
                        description="Run one read query (SELECT, WITH, FROM, VALUES, DESCRIBE, SHOW, SUMMARIZE) against "

@@ -6,7 +6,7 @@ import pytest
 
 from flows.cli import build_parser, main
 
-COMMANDS = ["make-demo-data", "ingest", "mix", "embed", "train-teacher", "train-student", "register", "promote", "models", "score", "evaluate", "export-dcase", "sql", "pipeline", "report", "demo"]
+COMMANDS = ["make-demo-data", "ingest", "mix", "embed", "train-teacher", "train-student", "register", "promote", "models", "score", "evaluate", "export-dcase", "forget", "sql", "pipeline", "report", "demo"]
 
 
 def test_all_commands_are_listed():
@@ -104,3 +104,26 @@ def test_export_dcase_to_a_file_is_a_clear_error(tmp_path, demo_small, ingest_tr
     assert main(["export-dcase", "--workspace", str(ws.root), "--run", "r1", str(tmp_path / "ok")]) == 0
     assert list((tmp_path / "ok").rglob("anomaly_score_*.csv"))
 
+
+# --- asd forget: dropping a dataset is explicit (issue 18, part 4) ---
+
+def _clip_count(ws) -> int:
+    from asd_core.storage.catalog import connect
+
+    with connect(ws, read_only=True) as con:
+        return con.execute("SELECT count(*) FROM clips").fetchone()[0]
+
+
+def test_forget_lists_first_and_removes_only_with_yes(tmp_path, demo_small, ingest_tree, capsys):
+    ws = ingest_tree(tmp_path / "ws", demo_small / "dev_data")
+    clips = _clip_count(ws)
+    capsys.readouterr()
+    assert main(["forget", "--workspace", str(ws.root), "--dataset", "nosuch"]) == 2
+    assert "known datasets: demo" in _one_error_line(capsys)
+    assert main(["forget", "--workspace", str(ws.root), "--dataset", "demo"]) == 1
+    out, err = capsys.readouterr()
+    assert "would remove" in out and f"{clips} clips" in out and "--yes" in err
+    assert _clip_count(ws) == clips and list(ws.artifact_dir("audio").rglob("*.parquet"))
+    assert main(["forget", "--workspace", str(ws.root), "--dataset", "demo", "--yes"]) == 0
+    assert "removed" in capsys.readouterr().out
+    assert _clip_count(ws) == 0 and not list(ws.artifact_dir("audio").rglob("*.parquet"))
