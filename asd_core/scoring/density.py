@@ -1,7 +1,8 @@
 """Local distance scale rho of each reference (methods.md section 2), leave-one-out.
 
 rho is computed once per section from FAISS k-NN among the references, in chunks of queries,
-so memory is O(chunk x k), never N x N. For GWRP only the neighbours whose weight r^(k-1) is at
+with the candidates' distances recomputed exactly in float64, so memory is O(chunk x k),
+never N x N. For GWRP only the neighbours whose weight r^(k-1) is at
 least 1e-12 are used (``GWRP_MIN_WEIGHT``): the dropped terms change rho by a relative amount
 below about 1e-12 / (1 - r). With r = 1 every neighbour has weight 1 and all N - 1 are used.
 """
@@ -13,9 +14,10 @@ import math
 import faiss
 import numpy as np
 
-from asd_core.scoring.distances import from_faiss
+from asd_core.scoring.distances import SHORTLIST, candidate_distances, index_center, index_form, prepare64, reference_norms
 
 GWRP_MIN_WEIGHT = 1e-12
+GWRP_RTOL = 1e-12  # bound on the relative error of a truncated GWRP rho (see _gwrp)
 RHO_EPS = 1e-8  # duplicate references give rho = 0; the guard keeps the ratio finite
 
 
@@ -34,23 +36,31 @@ def flat_index(refs: np.ndarray, metric: str) -> faiss.Index:
     return index
 
 
-def loo_neighbour_distances(refs: np.ndarray, metric: str, k: int, memory_mb: int = 256) -> np.ndarray:
-    """Sorted distances from each reference to its ``k`` nearest *other* references [N, k].
+def loo_neighbour_distances(refs: np.ndarray, metric: str, k: int, memory_mb: int = 256,
+                            shortlist: int = SHORTLIST, rows: np.ndarray | None = None) -> np.ndarray:
+    """Sorted exact float64 distances from each reference to its ``k`` nearest *other* references [N, k].
 
-    Self is removed by index, not by position, so duplicates (distance 0 to another reference)
-    are kept as real neighbours.
+    ``refs`` are the stored (unprepared) embeddings. FAISS proposes k + 1 + ``shortlist``
+    candidates per reference in float32; their distances are recomputed in float64 from the
+    difference vectors and self is removed by index, not by position, so duplicates (distance 0
+    to another reference) are kept as real neighbours.
     """
+    refs = np.ascontiguousarray(refs, dtype=np.float32)
     n = refs.shape[0]
-    index = flat_index(refs, metric)
-    out = np.empty((n, k), np.float64)
-    # FAISS returns (k+1) distances and ids per query; bound that working set.
-    chunk = max(1, min(4096, memory_mb * 2**20 // (40 * (k + 1))))
-    for start in range(0, n, chunk):
-        q = refs[start : start + chunk]
-        vals, ids = index.search(q, k + 1)
-        d, _ = drop_self(from_faiss(vals, metric), ids, np.arange(start, start + q.shape[0]))
-        out[start : start + q.shape[0]] = d
-    out.sort(axis=1)
+    m = min(n, k + 1 + shortlist)
+    prepared = index_form(refs, metric, index_center(refs, metric))
+    exact, norms = prepare64(refs, metric), reference_norms(refs, metric)
+    index = flat_index(prepared, metric)
+    rows = np.arange(n) if rows is None else np.asarray(rows)
+    out = np.empty((len(rows), k), np.float64)
+    # FAISS returns m distances and ids per query, the re-ranking m x dim float64 values: bound both.
+    chunk = max(1, min(4096, memory_mb * 2**20 // (16 * m + 8 * m * refs.shape[1])))
+    for start in range(0, len(rows), chunk):
+        own = rows[start : start + chunk]
+        _, ids = index.search(prepared[own], m)
+        d = candidate_distances(exact[own], refs, norms, ids, metric)
+        d[ids == own[:, None]] = np.inf
+        out[start : start + len(own)] = np.sort(d, axis=1)[:, :k]
     return out
 
 
@@ -69,16 +79,45 @@ def drop_self(d: np.ndarray, ids: np.ndarray, own: np.ndarray) -> tuple[np.ndarr
 
 
 def local_scale(refs: np.ndarray, metric: str, method: str, k: int = 1, r: float = 0.9) -> np.ndarray:
-    """rho_K (mean of the K nearest) or rho_r (GWRP) for every prepared reference, float64."""
+    """rho_K (mean of the K nearest) or rho_r (GWRP) for every reference (stored form), float64."""
     n = refs.shape[0]
     if method == "knn":
-        d = loo_neighbour_distances(refs, metric, k)
-        rho = d.mean(axis=1)
+        rho = loo_neighbour_distances(refs, metric, k).mean(axis=1)
     elif method == "gwrp":
-        m = gwrp_neighbours(r, n - 1)
-        d = loo_neighbour_distances(refs, metric, m)
-        w = np.power(r, np.arange(m, dtype=np.float64)) if r > 0 else np.eye(1, m).ravel()
-        rho = (d * w).sum(axis=1) / w.sum()
+        rho = _gwrp(refs, metric, r, n)
     else:
         raise ValueError(f"unknown local scale method {method!r}")
     return np.maximum(rho, RHO_EPS)
+
+
+def _gwrp_mean(d: np.ndarray, r: float) -> np.ndarray:
+    m = d.shape[1]
+    w = np.power(r, np.arange(m, dtype=np.float64)) if r > 0 else np.eye(1, m).ravel()
+    return (d * w).sum(axis=1) / w.sum()
+
+
+def _gwrp(refs: np.ndarray, metric: str, r: float, n: int) -> np.ndarray:
+    """GWRP over the first m ranked neighbours, m grown per reference until the truncated tail is
+    provably below ``GWRP_RTOL`` of rho.
+
+    Dropping ranks > m moves rho by at most r^m * d_max (the tail's weights are r^m / (1 - r) of
+    a total 1 / (1 - r), and each dropped distance is at most d_max), so the relative error is at
+    most r^m * d_max / rho; d_max is 1 for cosine (methods.md section 1) and
+    0.25 (|y_j - c| + max_i |y_i - c|) for Euclidean (c: the references' mean)."""
+    m = gwrp_neighbours(r, n - 1)
+    rho = _gwrp_mean(loo_neighbour_distances(refs, metric, m), r)
+    if m >= n - 1 or r <= 0.0:
+        return rho
+    if metric == "cosine":
+        d_max = np.ones(n)
+    else:
+        norms = np.linalg.norm(np.asarray(refs, np.float64) - np.asarray(refs, np.float64).mean(0), axis=1)
+        d_max = 0.25 * (norms + norms.max())
+    bound = np.power(r, m) * d_max / np.maximum(rho, RHO_EPS)
+    need = np.flatnonzero(bound > GWRP_RTOL)
+    if need.size:
+        # rank count that brings each remaining bound below the tolerance, for the worst of them
+        wanted = np.log(GWRP_RTOL * np.maximum(rho[need], RHO_EPS) / d_max[need]) / np.log(r)
+        m2 = int(min(n - 1, np.ceil(wanted.max())))
+        rho[need] = _gwrp_mean(loo_neighbour_distances(refs, metric, m2, rows=need), r)
+    return rho

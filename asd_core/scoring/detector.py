@@ -83,8 +83,8 @@ class Detector:
             raise ScoringInputError(f"{n} reference(s), but normalization {cfg.normalization!r} with k={cfg.k} needs at least {needs}")
         self.dim_ = refs.shape[1]
         self.n_references_ = n
-        x = prepare(refs, cfg.metric)
-        self.references_ = x
+        x = prepare(refs, cfg.metric)  # float32 form for k-means, SMOTE and LOF
+        self.references_ = refs
         domains = None if reference_domains is None else np.asarray(reference_domains, dtype=object)
         norm = cfg.normalization
         self.self_ids_ = np.arange(n)  # id of each reference inside the searched set (-1: absent)
@@ -94,16 +94,17 @@ class Detector:
         self.rho_ = np.ones(n)
         mode = "plain"
         if norm in ("knn", "knn-diff"):
-            self.rho_ = density.local_scale(x, cfg.metric, "knn", k=cfg.k)
+            self.rho_ = density.local_scale(refs, cfg.metric, "knn", k=cfg.k)
             mode = "ratio" if norm == "knn" else "diff"
         elif norm in ("gwrp", "gwrp-diff"):
-            self.rho_ = density.local_scale(x, cfg.metric, "gwrp", r=cfg.r)
+            self.rho_ = density.local_scale(refs, cfg.metric, "gwrp", r=cfg.r)
             mode = "ratio" if norm == "gwrp" else "diff"
         elif norm == "kmeans-source":
             x, self.self_ids_ = self._kmeans_source(x, domains)
+            refs = x
             self.rho_ = np.ones(x.shape[0])
         elif norm == "smote":
-            x = self._smote(x, domains)
+            x = refs = self._smote(x, domains)
             self.rho_ = np.ones(x.shape[0])
         elif norm == "domain-standardize":
             self._domain_index = {}
@@ -111,14 +112,14 @@ class Detector:
                 sel = np.flatnonzero(domains == d)
                 if sel.size == 0:
                     raise ScoringInputError(f"normalization 'domain-standardize' needs {d} references; the section has none")
-                self._domain_index[d] = (build_index(x[sel], np.ones(sel.size), cfg.metric, "plain"), sel)
+                self._domain_index[d] = (build_index(refs[sel], np.ones(sel.size), cfg.metric, "plain"), sel)
         elif norm == "lof":
             d = density.loo_neighbour_distances(x, cfg.metric, cfg.k)
             self._lof_index = density.flat_index(x, cfg.metric)
             self.k_distance_ = d[:, -1]
             self.lrd_ = self._lof_lrd_refs(x)
         if norm not in ("domain-standardize", "lof"):
-            self.index_: NormalizedIndex = build_index(x, self.rho_, cfg.metric, mode, cfg.index_type)
+            self.index_: NormalizedIndex = build_index(refs, self.rho_, cfg.metric, mode, cfg.index_type)
         return self
 
     def _kmeans_source(self, x, domains):
@@ -174,10 +175,10 @@ class Detector:
     def score(self, embeddings: np.ndarray, ids=None) -> np.ndarray:
         """Anomaly scores (float64), higher = more anomalous."""
         self._check_fitted()
-        x = prepare(check_embeddings(embeddings, "test embeddings", self.dim_, ids=ids), self.config.metric)
+        x = check_embeddings(embeddings, "test embeddings", self.dim_, ids=ids)
         norm = self.config.normalization
         if norm == "lof":
-            return self._lof_score(x)
+            return self._lof_score(prepare(x, self.config.metric))
         if norm == "domain-standardize":
             parts = {d: idx.search(x, 1)[0][:, 0] for d, (idx, _) in self._domain_index.items()}
             # transductive: z-score with the statistics of the scored (test) clips
@@ -192,20 +193,18 @@ class Detector:
         self._check_fitted()
         x, norm = self.references_, self.config.normalization
         if norm == "lof":
-            return self._lof_score(x, exclude_self=True)
+            return self._lof_score(prepare(x, self.config.metric), exclude_self=True)
         if norm == "domain-standardize":
             stats = getattr(self, "test_stats_", None)
             if stats is None:
                 raise RuntimeError("domain-standardize: score the test clips before asking for reference scores")
             parts = {}
             for d, (idx, sel) in self._domain_index.items():
-                scores, nn = idx.search(x, 2)
                 own = np.full(x.shape[0], -1)
                 own[sel] = np.arange(sel.size)
-                parts[d] = np.where(nn[:, 0] == own, scores[:, 1], scores[:, 0])
+                parts[d] = idx.search(x, 1, exclude=own)[0][:, 0]
             return np.minimum(*[(parts[d] - m) / sd for d, (m, sd) in stats.items()])
-        scores, nn = self.index_.search(x, 2)
-        return np.where(nn[:, 0] == self.self_ids_, scores[:, 1], scores[:, 0])
+        return self.index_.search(x, 1, exclude=self.self_ids_)[0][:, 0]
 
     def threshold(self) -> float:
         """One threshold for the whole section: a quantile of the LOO reference scores."""
@@ -214,11 +213,11 @@ class Detector:
     # -- persistence (index-based normalisations) -------------------------------------------
     @property
     def persistable(self) -> bool:
-        return self.config.normalization in ("none", "knn", "gwrp", "knn-diff", "gwrp-diff") and self.index_.index is not None
+        return self.config.normalization in ("none", "knn", "gwrp", "knn-diff", "gwrp-diff")
 
     @classmethod
     def restore(cls, config: ScoringConfig, index: NormalizedIndex, dim: int, n_references: int) -> "Detector":
-        """A detector that scores with a saved index (no references needed)."""
+        """A detector that scores with a saved index and its saved references (no refit)."""
         det = cls(config)
         det.index_, det.rho_, det.dim_, det.n_references_ = index, index.rho, dim, n_references
         return det

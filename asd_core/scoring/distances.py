@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 METRICS = ("cosine", "euclidean")
+SHORTLIST = 16  # FAISS candidates per query (beyond those asked for) re-ranked exactly in float64
 
 
 class ScoringInputError(ValueError):
@@ -39,6 +40,59 @@ def prepare(x: np.ndarray, metric: str) -> np.ndarray:
         norms = np.linalg.norm(x, axis=1, keepdims=True)
         x = x / np.maximum(norms, 1e-12)
     return x
+
+
+def prepare64(x: np.ndarray, metric: str) -> np.ndarray:
+    """``prepare`` in float64: the exact side of the search (cosine: unit vectors in float64)."""
+    x = np.asarray(x, dtype=np.float64)
+    if metric == "cosine":
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return x
+
+
+def index_center(refs: np.ndarray, metric: str) -> np.ndarray | None:
+    """Euclidean distances ignore a shift: indexing refs - mean keeps the float32 expansion
+    ||x||^2 - 2<x, y> + ||y||^2 from cancelling on data far from the origin."""
+    return np.asarray(refs, np.float64).mean(0) if metric == "euclidean" and len(refs) else None
+
+
+def index_form(x: np.ndarray, metric: str, center: np.ndarray | None) -> np.ndarray:
+    """The float32 vectors FAISS sees: unit vectors (cosine) or centred ones (Euclidean)."""
+    if center is None:
+        return prepare(x, metric)
+    return np.ascontiguousarray(np.asarray(x, np.float64) - center, dtype=np.float32)
+
+
+def reference_norms(refs: np.ndarray, metric: str) -> np.ndarray:
+    """Per-reference float64 divisor that turns a stored float32 row into its prepared float64 form
+    (the same division as ``prepare64``, so a query equal to a reference is at distance exactly 0)."""
+    if metric == "cosine":
+        return np.maximum(np.linalg.norm(np.asarray(refs, dtype=np.float64), axis=1), 1e-12)
+    return np.ones(len(refs))
+
+
+def candidate_distances(x64: np.ndarray, refs: np.ndarray, norms: np.ndarray, cand: np.ndarray, metric: str,
+                        budget: int = 1 << 22) -> np.ndarray:
+    """Exact float64 d(x_i, y_cand[i, m]) from the difference vectors [q, M] (methods.md section 1).
+
+    Cosine uses 0.25 ||x - y||^2 on unit vectors, equal to 0.5 (1 - <x, y>) without its
+    cancellation for near neighbours; Euclidean 0.25 ||x - y||. ``cand`` entries < 0 give inf.
+    Queries go in chunks so the gathered [chunk, M, d] block stays near ``budget`` values."""
+    q, m = cand.shape
+    out = np.full((q, m), np.inf)
+    if q == 0 or m == 0:
+        return out
+    chunk = max(1, budget // max(1, m * refs.shape[1]))
+    for start in range(0, q, chunk):
+        c = cand[start : start + chunk]
+        ok = c >= 0
+        safe = np.where(ok, c, 0)
+        y = refs[safe].astype(np.float64) / norms[safe][..., None]
+        diff = x64[start : start + chunk, None, :] - y
+        sq = np.einsum("qmd,qmd->qm", diff, diff)
+        d = 0.25 * sq if metric == "cosine" else 0.25 * np.sqrt(sq)
+        out[start : start + chunk] = np.where(ok, d, np.inf)
+    return out
 
 
 def pairwise(x: np.ndarray, y: np.ndarray, metric: str) -> np.ndarray:

@@ -1,8 +1,12 @@
 """Per-section FAISS indexes on disk with a JSON manifest, re-used while their inputs are unchanged.
 
 Layout: ``<workspace>/indexes/<encoder>-<version>/<dataset>/<machine_type>/section_<ss>/<config-hash>/``
-holding ``index.faiss``, ``rho.npy`` and ``manifest.json`` (counts, dim, metric, normalisation
-parameters, the threshold, and the content hash of the reference embeddings).
+holding ``index.faiss`` (absent for the Euclidean subtractive variant, searched by brute force),
+``references.npy`` (the stored float32 references, read by the exact float64 re-ranking),
+``rho.npy`` and ``manifest.json`` (counts, dim, metric, normalisation parameters, the threshold,
+and the content hash of the reference embeddings). Version 1 folders (before re-ranking) have
+no references: ``load`` rebuilds them, ``load_saved`` (a registered model's bundle) scores them
+as they were scored when saved.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from asd_core.config import Workspace
 from asd_core.scoring.detector import Detector, ScoringConfig
 from asd_core.scoring.search import NormalizedIndex
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 def content_hash(ids: list[str], vectors: np.ndarray) -> str:
@@ -56,14 +61,16 @@ def load(folder: Path, cfg: ScoringConfig, input_hash: str) -> tuple[Detector, f
 def load_saved(folder: Path) -> tuple[Detector, float]:
     """The detector and threshold of an index folder, trusting its manifest (a bundled copy)."""
     manifest = json.loads((folder / "manifest.json").read_text())
-    if manifest.get("version") != MANIFEST_VERSION:
-        raise ValueError(f"{folder}: index manifest version {manifest.get('version')}, expected {MANIFEST_VERSION}")
+    if manifest.get("version") not in READABLE_VERSIONS:
+        raise ValueError(f"{folder}: index manifest version {manifest.get('version')}, expected one of {READABLE_VERSIONS}")
     return _restore(folder, ScoringConfig(**manifest["config"]), manifest)
 
 
 def _restore(folder: Path, cfg: ScoringConfig, manifest: dict) -> tuple[Detector, float]:
-    index = NormalizedIndex(cfg.metric, manifest["mode"], faiss.read_index(str(folder / "index.faiss")),
-                            np.empty((0, manifest["dim"]), np.float32), np.load(folder / "rho.npy"))
+    faiss_file, refs_file = folder / "index.faiss", folder / "references.npy"
+    index = NormalizedIndex(cfg.metric, manifest["mode"], faiss.read_index(str(faiss_file)) if faiss_file.exists() else None,
+                            np.load(refs_file, allow_pickle=False) if refs_file.exists() else None,
+                            np.load(folder / "rho.npy", allow_pickle=False))
     return Detector.restore(cfg, index, manifest["dim"], manifest["n_references"]), manifest["threshold"]
 
 
@@ -73,7 +80,9 @@ def save(folder: Path, det: Detector, threshold: float, input_hash: str, counts:
     tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp")
     tmp.mkdir(parents=True)
     try:
-        faiss.write_index(det.index_.index, str(tmp / "index.faiss"))
+        if det.index_.index is not None:
+            faiss.write_index(det.index_.index, str(tmp / "index.faiss"))
+        np.save(tmp / "references.npy", det.index_.refs)
         np.save(tmp / "rho.npy", det.rho_)
         manifest = {
             "version": MANIFEST_VERSION, "config": {"normalization": cfg.normalization, **cfg.params()},

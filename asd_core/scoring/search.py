@@ -1,14 +1,20 @@
-"""Exact normalised nearest-reference search as one FAISS maximum-inner-product query.
+"""Normalised nearest-reference search: a FAISS shortlist, then exact float64 re-ranking.
 
 methods.md section 2: with a_j = 0.5 / rho_j, cosine d/rho_j = a_j - <x, a_j y_j>, so
 min_j d/rho_j = -max_j <[x, 1], [a_j y_j, -a_j]>. The subtractive variant is
 0.5 - max_j <[x, 1], [0.5 y_j, rho_j]>. For the Euclidean distance the squared ratio
 ||x - y_j||^2 / rho_j^2 = <[|x|^2, x, 1], [1/rho_j^2, -2 y_j/rho_j^2, |y_j|^2/rho_j^2]>,
 minimised as the maximum of its negation. The Euclidean subtractive variant has no such
-form and is searched exactly by chunked brute force.
+form; its shortlist comes from a chunked float64 brute force.
+
+The inner-product form cancels catastrophically in float32 for near neighbours (cosine
+distances of 1e-4 lose about 1e-4 of their value), so FAISS only proposes the ``shortlist``
+best candidates; each score is then d(x, y_j) / rho_j (or d - rho_j) recomputed in float64
+from the difference vector of the stored embeddings, and the minimum taken over the shortlist.
 
 ``index_type="ivf"`` swaps in an approximate inverted-file MIPS index for large reference
-sets; its agreement with the exact index must be measured (see benchmarks/scoring.py).
+sets; the re-ranking is exact but the shortlist may miss the true nearest reference, so its
+agreement must be measured (see benchmarks/scoring.py).
 """
 
 from __future__ import annotations
@@ -18,27 +24,65 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-from asd_core.scoring.distances import pairwise
+from asd_core.scoring.distances import (SHORTLIST, candidate_distances, index_center, index_form, pairwise, prepare, prepare64,
+                                       reference_norms)
 
 MODES = ("plain", "ratio", "diff")
 
 
 @dataclass
 class NormalizedIndex:
-    """Fitted search structure: ``search(x)`` returns (score, nearest reference) per row."""
+    """Fitted search structure: ``search(x)`` returns (score, nearest reference) per row.
+
+    ``refs`` are the stored (unprepared) float32 references; ``None`` only for indexes saved
+    before exact re-ranking existed, which score with FAISS's float32 values as they did then."""
 
     metric: str
     mode: str
     index: faiss.Index | None
-    refs: np.ndarray  # prepared references (kept for the brute-force euclidean diff path)
+    refs: np.ndarray | None
     rho: np.ndarray
+    shortlist: int = SHORTLIST
 
-    def search(self, x: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k normalised scores (ascending) and reference ids for prepared queries."""
-        if self.index is None:
-            return _brute_diff_euclidean(x, self.refs, self.rho, k)
-        q = augment_queries(x, self.metric, self.mode)
-        vals, ids = self.index.search(q, k)
+    def __post_init__(self) -> None:
+        self.norms = None if self.refs is None else reference_norms(self.refs, self.metric)
+        self.center = index_center(self.refs, self.metric) if self.refs is not None else None
+        self.unreliable = (np.empty(0, np.int64) if self.refs is None or self.index is None
+                           else unreliable_references(self.refs, self.rho, self.metric, self.mode, self.center))
+
+    @property
+    def exact(self) -> bool:
+        return self.refs is not None
+
+    def search(self, x: np.ndarray, k: int = 1, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k normalised scores (ascending, float64) and reference ids for raw float32 queries.
+
+        ``exclude[i]`` is a reference id query i may not match (leave-one-out: itself; -1: none)."""
+        if not self.exact:
+            return self._search_float32(x, k, exclude)
+        n = len(self.rho)
+        m = min(n, self.shortlist + k + (exclude is not None))
+        if self.index is None or len(self.unreliable) > max(64, n // 4):
+            cand = _brute_candidates(x, self.refs, self.rho, m, self.metric, self.mode)
+        else:
+            q = augment_queries(index_form(x, self.metric, self.center), self.metric, self.mode)
+            cand = self.index.search(q, m)[1]
+            if len(self.unreliable):  # too close to their neighbours for float32: always re-ranked
+                cand = np.hstack([cand, np.broadcast_to(self.unreliable, (len(x), len(self.unreliable)))])
+        d = candidate_distances(prepare64(x, self.metric), self.refs, self.norms, cand, self.metric)
+        rho = self.rho[np.where(cand >= 0, cand, 0)]
+        vals = d if self.mode == "plain" else d / rho if self.mode == "ratio" else d - rho
+        vals = np.where(cand >= 0, vals, np.inf)
+        if exclude is not None:
+            vals = np.where(cand == np.asarray(exclude)[:, None], np.inf, vals)
+        order = np.argsort(vals, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(vals, order, 1), np.take_along_axis(cand, order, 1)
+
+    def _search_float32(self, x, k, exclude):
+        """The pre-re-ranking path (indexes saved without their references)."""
+        q = augment_queries(prepare(x, self.metric), self.metric, self.mode)
+        kk = k + (exclude is not None)
+        vals, ids = self.index.search(q, kk)
         vals = vals.astype(np.float64)
         if self.mode == "plain":
             scores = np.clip(0.5 * (1 - vals), 0, 1) if self.metric == "cosine" else 0.25 * np.sqrt(np.maximum(vals, 0))
@@ -46,7 +90,32 @@ class NormalizedIndex:
             scores = -vals if self.mode == "ratio" else 0.5 - vals
         else:  # euclidean ratio: vals = -||x - y||^2 / rho^2
             scores = 0.25 * np.sqrt(np.maximum(-vals, 0.0))
+        if exclude is not None:
+            scores = np.where(ids == np.asarray(exclude)[:, None], np.inf, scores)
+            order = np.argsort(scores, axis=1, kind="stable")[:, :k]
+            scores, ids = np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
         return scores, ids
+
+
+UNRELIABLE_NOISE = 1e-3  # float32 error of a reference's MIPS value, relative to a unit ratio
+
+
+def unreliable_references(refs: np.ndarray, rho: np.ndarray, metric: str, mode: str, center,
+                          eps: float = float(np.finfo(np.float32).eps)) -> np.ndarray:
+    """Ids of references whose ratio the float32 MIPS value cannot rank (rho tiny against the
+    vectors' scale, e.g. duplicates with rho clamped to 1e-8): they join every shortlist.
+
+    Cosine: the value a_j - <x, a_j y_j> carries an error of about eps32 * a_j = eps32 / (2 rho_j);
+    Euclidean: ||x - y||^2 / rho^2 carries about eps32 (|x| + |y_j|)^2 / rho_j^2 (|x| bounded by the
+    largest centred reference norm). Plain and subtractive scores have no per-reference scale."""
+    if mode != "ratio":
+        return np.empty(0, np.int64)
+    if metric == "cosine":
+        noise = eps / (2 * rho)
+    else:
+        norms = np.linalg.norm(np.asarray(refs, np.float64) - center, axis=1)
+        noise = eps * (norms + norms.max()) ** 2 / rho**2
+    return np.flatnonzero(noise > UNRELIABLE_NOISE).astype(np.int64)
 
 
 def augment_refs(refs: np.ndarray, rho: np.ndarray, metric: str, mode: str) -> np.ndarray:
@@ -86,10 +155,15 @@ def augment_queries(x: np.ndarray, metric: str, mode: str) -> np.ndarray:
 
 def build_index(refs: np.ndarray, rho: np.ndarray, metric: str, mode: str,
                 index_type: str = "exact", nlist: int = 0, nprobe: int = 16) -> NormalizedIndex:
-    """Index the (augmented) references for k-NN queries with the normalised score."""
+    """Index the (augmented) references for k-NN queries with the normalised score.
+
+    ``refs`` are the stored float32 embeddings, unprepared: the index holds their prepared,
+    augmented float32 form, the re-ranking reads them as they are."""
+    refs = np.ascontiguousarray(refs, dtype=np.float32)
+    rho = np.asarray(rho, dtype=np.float64)
     if metric == "euclidean" and mode == "diff":
         return NormalizedIndex(metric, mode, None, refs, rho)
-    vectors = augment_refs(refs, rho, metric, mode)
+    vectors = augment_refs(index_form(refs, metric, index_center(refs, metric)), rho, metric, mode)
     dim = vectors.shape[1]
     inner = not (mode == "plain" and metric == "euclidean")
     faiss_metric = faiss.METRIC_INNER_PRODUCT if inner else faiss.METRIC_L2
@@ -107,14 +181,20 @@ def build_index(refs: np.ndarray, rho: np.ndarray, metric: str, mode: str,
     return NormalizedIndex(metric, mode, index, refs, rho)
 
 
-def _brute_diff_euclidean(x: np.ndarray, refs: np.ndarray, rho: np.ndarray, k: int, chunk: int = 1024):
-    scores = np.empty((x.shape[0], k))
-    ids = np.empty((x.shape[0], k), np.int64)
+def _brute_candidates(x: np.ndarray, refs: np.ndarray, rho: np.ndarray, m: int, metric: str, mode: str,
+                      chunk: int = 1024) -> np.ndarray:
+    """Shortlist from a chunked float64 brute force (the Euclidean subtractive variant, which has no
+    MIPS form, and sections of mostly unreliable references): the ``m`` best by the float64
+    expansion, plus the references even float64 cannot rank (``unreliable_references`` at eps64)."""
+    center = index_center(refs, metric)
+    R = prepare64(refs, metric) if center is None else np.asarray(refs, np.float64) - center
+    extra = unreliable_references(refs, rho, metric, mode, center, eps=float(np.finfo(np.float64).eps))
+    out = np.empty((x.shape[0], m + len(extra)), np.int64)
+    out[:, m:] = extra
     for start in range(0, x.shape[0], chunk):
-        d = pairwise(x[start : start + chunk], refs, "euclidean") - rho[None, :]
-        part = np.argpartition(d, min(k, d.shape[1] - 1), axis=1)[:, :k] if d.shape[1] > k else np.tile(np.arange(d.shape[1]), (d.shape[0], 1))
-        vals = np.take_along_axis(d, part, 1)
-        order = np.argsort(vals, axis=1)
-        scores[start : start + chunk] = np.take_along_axis(vals, order, 1)
-        ids[start : start + chunk] = np.take_along_axis(part, order, 1)
-    return scores, ids
+        xs = prepare64(x[start : start + chunk], metric)
+        xs = xs if center is None else xs - center
+        d = pairwise(xs, R, metric)
+        d = d if mode == "plain" else d / rho[None, :] if mode == "ratio" else d - rho[None, :]
+        out[start : start + chunk, :m] = np.argpartition(d, m - 1, axis=1)[:, :m] if m < d.shape[1] else np.arange(d.shape[1])
+    return out

@@ -1,0 +1,102 @@
+"""Scores equal a float64 brute force of methods.md's formulas to 1e-9 (issue 15, part 1).
+
+Near neighbours are where the inner-product form cancels in float32: the data are tight clusters
+(cosine distances of 1e-5 to 1e-3), exact duplicates, and queries equal to references.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from asd_core.scoring import ScoringConfig, make_detector
+
+NORMS = ["none", "knn", "gwrp", "knn-diff", "gwrp-diff"]
+
+
+def _unit64(x, metric):
+    x = np.asarray(x, np.float64)
+    return x / np.linalg.norm(x, axis=1, keepdims=True) if metric == "cosine" else x
+
+
+def _dist64(x, y, metric):
+    """methods.md section 1 in float64 on the stored embeddings, from the difference vectors."""
+    X, Y = _unit64(x, metric), _unit64(y, metric)
+    diff = X[:, None, :] - Y[None, :, :]
+    sq = np.einsum("ijd,ijd->ij", diff, diff)
+    return 0.25 * sq if metric == "cosine" else 0.25 * np.sqrt(sq)  # cosine: 0.5 (1 - <x, y>) on unit vectors
+
+
+def _rho64(refs, metric, method, k, r):
+    d = _dist64(refs, refs, metric)
+    np.fill_diagonal(d, np.inf)
+    d = np.sort(d, axis=1)[:, :-1]
+    if method == "knn":
+        rho = d[:, :k].mean(1)
+    else:
+        w = r ** np.arange(d.shape[1])
+        rho = (d * w).sum(1) / w.sum()
+    return np.maximum(rho, 1e-8)
+
+
+def _oracle(refs, x, metric, norm, k, r, exclude_self=False):
+    d = _dist64(x, refs, metric)
+    if norm == "none":
+        vals = d
+    else:
+        rho = _rho64(refs, metric, norm.split("-")[0], k, r)
+        vals = d / rho if norm in ("knn", "gwrp") else d - rho
+    if exclude_self:
+        np.fill_diagonal(vals, np.inf)
+    return vals.min(1)
+
+
+@pytest.fixture(scope="module")
+def tight():
+    """Two tight clusters of different spread, duplicates, and queries that equal references."""
+    rng = np.random.default_rng(7)
+    centre = rng.normal(size=64)
+    refs = np.vstack([centre + 0.003 * rng.normal(size=(150, 64)), 3 * centre[::-1] + 0.03 * rng.normal(size=(60, 64))])
+    refs = np.vstack([refs, refs[:4], refs[150:152]]).astype(np.float32)  # exact duplicates
+    x = np.vstack([centre + 0.004 * rng.normal(size=(40, 64)), 3 * centre[::-1] + 0.05 * rng.normal(size=(20, 64))])
+    x = np.vstack([x, refs[[0, 5, 150, 211]]]).astype(np.float32)  # equal to a duplicated / a single reference
+    return refs, x
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+@pytest.mark.parametrize("norm", NORMS)
+def test_scores_and_thresholds_equal_float64_brute_force(tight, metric, norm):
+    refs, x = tight
+    k, r = 2, 0.8
+    det = make_detector(ScoringConfig(normalization=norm, metric=metric, k=k, r=r)).fit(refs)
+    # d - rho cancels in the formula itself: compare it to 1e-9 of its operands (rho ~ 1e-3 here)
+    atol = 1e-12 if norm.endswith("diff") else 0.0
+    np.testing.assert_allclose(det.score(x), _oracle(refs, x, metric, norm, k, r), rtol=1e-9, atol=atol)
+    np.testing.assert_allclose(det.reference_scores(), _oracle(refs, refs, metric, norm, k, r, exclude_self=True),
+                               rtol=1e-9, atol=atol)
+    if norm != "none":
+        np.testing.assert_allclose(det.rho_, _rho64(refs, metric, norm.split("-")[0], k, r), rtol=1e-9)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_query_equal_to_a_duplicated_reference_scores_zero(tight, metric):
+    """Duplicates clamp rho to 1e-8; the ratio of a zero distance must still be 0 (it was 1.0 for euclidean)."""
+    refs, _ = tight
+    det = make_detector(ScoringConfig(normalization="knn", metric=metric)).fit(refs)
+    assert det.rho_[0] == 1e-8
+    assert det.score(refs[[0, 1, 2]]).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_saved_index_scores_identically(tight, tmp_path):
+    from asd_core.scoring import index_store
+
+    refs, x = tight
+    for metric in ("cosine", "euclidean"):
+        for norm in NORMS:
+            cfg = ScoringConfig(normalization=norm, metric=metric, k=2)
+            det = make_detector(cfg).fit(refs)
+            folder = tmp_path / f"{metric}-{norm}"
+            index_store.save(folder, det, det.threshold(), "h", {"references": len(refs)})
+            restored, threshold = index_store.load_saved(folder)
+            assert threshold == det.threshold()
+            np.testing.assert_array_equal(restored.score(x), det.score(x))
