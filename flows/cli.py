@@ -61,6 +61,8 @@ def _print_ingest_report(report: dict) -> None:
     for q in report["quarantined"]:
         where = Path(q["root"], q["relative_path"]) if q["relative_path"] else Path(q["root"])
         print(f"  quarantined: {where}: {q['reason']}", file=sys.stderr)
+    for w in report.get("warnings", []):
+        print(f"  warning: {w}", file=sys.stderr)
 
 
 def cmd_make_demo_data(args) -> int:
@@ -83,6 +85,9 @@ def _run_ingest(roots: list[Path], args) -> dict:
 
 
 def cmd_ingest(args) -> int:
+    from asd_core.ingest import check_roots
+
+    check_roots(args.roots)  # a missing or empty root is an error before Prefect starts
     report = _run_ingest(args.roots, args)
     _print_ingest_report(report)
     if report["clips"] == 0:
