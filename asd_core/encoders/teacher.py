@@ -41,8 +41,11 @@ class TeacherEncoder(NetEncoder):
     def __init__(self, model: str, device: str | None = None, clip_seconds: float | None = None):
         from asd_core.training.teacher import load_teacher
 
+        from asd_core.models.card import check_model_folder
+
         if model is None:
             raise ValueError("the teacher encoder needs --model DIR (a folder written by `asd train-teacher`)")
+        check_model_folder(model, "teacher")  # a student folder, a damaged card or planted weights: one clear error
         self.device = _device(device)
         self.net, self.card = load_teacher(model, self.device)
         self.clip_seconds = clip_seconds or self.card["train"].get("clip_seconds")

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from asd_core.models.beats import BEATs, BEATsConfig
+from asd_core.storage.weights import WeightsFileError, load_weights
 
 
 class BEATsCheckpointError(ValueError):
@@ -33,21 +34,28 @@ def map_state_dict(state: dict) -> dict:
 
 
 def load_beats(path: str | Path, device: str = "cpu") -> tuple[BEATs, dict]:
-    """Build the model from the checkpoint's own ``cfg`` and load its weights (``weights_only``)."""
+    """Build the model from the checkpoint's own ``cfg`` and load its weights (storage/weights.py)."""
     path = Path(path)
     if not path.is_file():
         raise BEATsCheckpointError(f"{path}: BEATs checkpoint not found")
     try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # pickle errors, zip errors, unsafe globals ...
-        raise BEATsCheckpointError(f"{path}: not a BEATs checkpoint (torch.load failed: {str(exc).splitlines()[0]})") from None
+        ckpt = load_weights(path, map_location=device)
+    except WeightsFileError as exc:  # empty, damaged, not a pickle, unsafe globals ...
+        raise BEATsCheckpointError(f"{path}: not a BEATs checkpoint (torch.load failed: {exc.detail})") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("cfg"), dict) or not isinstance(ckpt.get("model"), dict):
-        keys = sorted(ckpt)[:5] if isinstance(ckpt, dict) else type(ckpt).__name__
+        keys = sorted(map(str, ckpt))[:5] if isinstance(ckpt, dict) else type(ckpt).__name__
         raise BEATsCheckpointError(f"{path}: not a BEATs checkpoint (expected a dict with 'cfg' and 'model', found {keys})")
-    cfg = BEATsConfig.from_dict(ckpt["cfg"])
-    model = BEATs(cfg)
-    state = map_state_dict(ckpt["model"])
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        cfg = BEATsConfig.from_dict(ckpt["cfg"])
+        model = BEATs(cfg)
+        state = map_state_dict(ckpt["model"])
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise BEATsCheckpointError(f"{path}: the BEATs config or weights in the checkpoint are unusable ({exc})") from None
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        raise BEATsCheckpointError(f"{path}: weights do not match the BEATs config in the checkpoint "
+                                   f"({str(exc).splitlines()[-1].strip()})") from None
     if missing or unexpected:
         raise BEATsCheckpointError(f"{path}: weights do not match the BEATs config in the checkpoint "
                                    f"(missing {missing[:3]}, unexpected {unexpected[:3]})")

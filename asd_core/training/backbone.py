@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +13,12 @@ from torch import nn
 
 from asd_core.models.beats import PooledBEATs
 from asd_core.models.beats_checkpoint import file_hash, load_beats, save_beats
+from asd_core.models.card import ModelCardError, check_model_folder, read_card
 from asd_core.storage.atomic import atomic_path
+from asd_core.storage.weights import check_weights_file, load_weights
+
+
+_NOT_FOUND = "{path}: teacher not found (give a folder written by `asd train-teacher` or a BEATs checkpoint file)"
 
 
 @dataclass
@@ -42,13 +46,25 @@ def load_backbone(path: str | Path, device: str = "cpu", layer: int | None = Non
 
     path = Path(path)
     if path.is_dir():
+        check_model_folder(path, "teacher")  # a student folder, a damaged card or planted weights: one clear error
         net, card = load_teacher(path, device)
         return Backbone("teacher", net, str(path), card["model_hash"], {})
     if path.is_file():
         model, _ = load_beats(path, device)
         pooled = PooledBEATs(model, layer, pooling).to(device)
         return Backbone("beats", pooled, str(path), file_hash(path), {"layer": layer, "pooling": pooling})
-    raise FileNotFoundError(f"{path}: teacher not found (give a folder written by `asd train-teacher` or a BEATs checkpoint file)")
+    raise FileNotFoundError(_NOT_FOUND.format(path=path))
+
+
+def check_backbone_source(path: str | Path) -> None:
+    """What ``load_backbone`` will read, checked without reading tensors (before a flow run starts)."""
+    path = Path(path)
+    if path.is_dir():
+        check_model_folder(path, "teacher")
+    elif path.is_file():
+        check_weights_file(path)
+    else:
+        raise FileNotFoundError(_NOT_FOUND.format(path=path))
 
 
 def save_backbone_weights(backbone: Backbone, folder: Path) -> tuple[Path, bytes]:
@@ -74,14 +90,19 @@ def load_student_net(folder: str | Path, device: str = "cpu") -> tuple[nn.Module
     from asd_core.models.teacher import TeacherConfig, TeacherNet
 
     folder = Path(folder)
-    card_path = folder / "config.json"
-    if not card_path.exists():
-        raise FileNotFoundError(f"{folder}: no trained student here (config.json missing); run `asd train-student`")
-    card = json.loads(card_path.read_text())
-    if card["teacher"]["kind"] == "beats":
-        model, _ = load_beats(folder / "model.pt", device)
-        net = PooledBEATs(model, card["teacher"].get("layer"), card["teacher"].get("pooling", "mean"))
-    else:
-        net = TeacherNet(TeacherConfig.from_card(card["teacher_model"]))
-        net.load_state_dict(torch.load(folder / "model.pt", map_location=device, weights_only=True))
+    card = read_card(folder, "student")
+    teacher = card["teacher"]
+    if not isinstance(teacher, dict) or teacher.get("kind") not in ("teacher", "beats"):
+        raise ModelCardError(f"{folder / 'config.json'}: student card has no valid 'teacher' entry")
+    weights = folder / "model.pt"
+    try:
+        if teacher["kind"] == "beats":
+            model, _ = load_beats(weights, device)
+            net = PooledBEATs(model, teacher.get("layer"), teacher.get("pooling", "mean"))
+        else:
+            net = TeacherNet(TeacherConfig.from_card(card["teacher_model"]))
+            net.load_state_dict(load_weights(weights, map_location=device))
+    except (RuntimeError, TypeError, KeyError, AttributeError) as exc:  # weights or card of another architecture
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise ModelCardError(f"{weights}: weights do not fit the student described in config.json ({first})") from None
     return net.to(device).eval(), card

@@ -2,7 +2,10 @@
 
 A checkpoint holds the modules' state dicts (net, head, optimiser), the trainer's ``state``
 (epoch, best validation loss and weights, epochs without improvement, history) and identity
-fields; a later run resumes from it only when the identity matches its own.
+fields; a later run resumes from it only when the identity matches its own. It holds only
+tensors, numbers, strings and containers, so it loads with ``weights_only=True``
+(storage/weights.py): a planted ``checkpoint.pt`` is refused, never executed. No RNG state is
+needed: the trainers draw every epoch from generators seeded by (seed, epoch).
 """
 
 from __future__ import annotations
@@ -10,9 +13,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from asd_core.storage.atomic import atomic_path
+from asd_core.storage.weights import WeightsFileError, load_weights
 
 logger = logging.getLogger("asd.training")
 
@@ -22,16 +27,33 @@ def new_state() -> dict:
 
 
 def resume(path: Path, device: str, identity: dict, modules: dict, label: str) -> tuple[dict, int | None]:
-    """Load ``modules`` from ``path`` if its identity matches; (state, epoch resumed after or None)."""
-    if path.exists():
-        ckpt = torch.load(path, map_location=device, weights_only=False)
-        if all(ckpt.get(k) == v for k, v in identity.items()):
-            for name, module in modules.items():
-                module.load_state_dict(ckpt[name])
-            state = ckpt["state"]
-            logger.info("%s: resuming after epoch %d from %s", label, state["epoch"], path)
-            return state, state["epoch"]
-    return new_state(), None
+    """Load ``modules`` from ``path`` if its identity matches; (state, epoch resumed after or None).
+
+    A checkpoint that cannot be read, or does not fit the modules, is an error naming the file
+    (``WeightsFileError``), not a silent fresh start: it was planted or damaged, and the user decides.
+    """
+    path = Path(path)
+    if not path.exists():
+        return new_state(), None
+    hint = "; delete it to train from scratch"
+    try:
+        ckpt = load_weights(path, map_location=device)
+    except WeightsFileError as exc:
+        raise WeightsFileError(path, exc.reason + hint) from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state"), dict) or not set(new_state()) <= set(ckpt["state"]) \
+            or not all(isinstance(ckpt.get(name), dict) for name in modules):
+        raise WeightsFileError(path, f"not a {label} training checkpoint of this pipeline{hint}")
+    if not all(ckpt.get(k) == v for k, v in identity.items()):
+        return new_state(), None
+    try:
+        for name, module in modules.items():
+            module.load_state_dict(ckpt[name])
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise WeightsFileError(path, f"checkpoint does not fit the {label} ({first}){hint}") from None
+    state = ckpt["state"]
+    logger.info("%s: resuming after epoch %d from %s", label, state["epoch"], path)
+    return state, state["epoch"]
 
 
 def keep_training(state: dict, epochs: int, patience: int) -> bool:
@@ -50,5 +72,20 @@ def end_epoch(state: dict, epoch: int, entry: dict, monitored: float, net: torch
 
 
 def save(path: Path, identity: dict, modules: dict, state: dict) -> None:
+    """Write the checkpoint atomically, in types the weights-only loader accepts."""
+    ckpt = {**identity, **{name: m.state_dict() for name, m in modules.items()}, "state": state}
     with atomic_path(path) as tmp:
-        torch.save({**identity, **{name: m.state_dict() for name, m in modules.items()}, "state": state}, tmp)
+        torch.save(_plain(ckpt), tmp)
+
+
+def _plain(obj):
+    """NumPy scalars and arrays -> Python numbers and tensors (``weights_only`` refuses NumPy globals)."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_plain(v) for v in obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(obj)
+    return obj
