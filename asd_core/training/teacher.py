@@ -36,9 +36,11 @@ import torch
 import torch.nn.functional as F
 
 from asd_core.config import Workspace
+from asd_core.models.card import read_card
 from asd_core.models.teacher import AdaCos, TeacherConfig, TeacherNet
 from asd_core.storage.atomic import atomic_path
 from asd_core.storage.content import clip_audio_keys, set_key
+from asd_core.storage.weights import load_weights
 from asd_core.training import checkpoint
 from asd_core.training.speed import apply_speeds, check_factors, random_crops, speed_class
 from asd_core.training.data import load_training_set
@@ -222,13 +224,11 @@ def _save_model(out: Path, best: dict, cfg: TeacherTrainConfig, classes: list[st
 
 
 def load_teacher(model_dir: str | Path, device: str = "cpu") -> tuple[TeacherNet, dict]:
+    """The teacher of a ``train-teacher`` folder: its card checked for kind, weights read weights-only."""
     model_dir = Path(model_dir)
-    card_path = model_dir / "config.json"
-    if not card_path.exists():
-        raise FileNotFoundError(f"{model_dir}: no trained teacher here (config.json missing); run `asd train-teacher`")
-    card = json.loads(card_path.read_text())
+    card = read_card(model_dir, "teacher")
     net = TeacherNet(TeacherConfig.from_card(card["model"]))
-    net.load_state_dict(torch.load(model_dir / "model.pt", map_location=device, weights_only=True))
+    net.load_state_dict(load_weights(model_dir / "model.pt", map_location=device))
     return net.to(device).eval(), card
 
 
