@@ -246,6 +246,9 @@ def cmd_embed(args) -> int:
                    "pooling": args.pooling, "clip_seconds": args.clip_seconds, "clip_mode": args.clip_mode}
     elif args.checkpoint:
         raise ValueError(f"--checkpoint is for --encoder beats, not {args.encoder}")
+    from asd_core.encoders.registry import check_encoder_options
+
+    check_encoder_options(args.encoder, options)  # wrong or damaged models fail before Prefect starts
     report = embed_flow(workspace=str(args.workspace), encoder=args.encoder, batch_size=args.batch_size,
                         threads=args.threads, encoder_options=options, workers=args.workers, noisy=args.noisy)
     print(f"{report['encoder']} (version {report['encoder_version']}, dim {report['dim']}): "

@@ -197,9 +197,6 @@ def test_planted_teacher_model_is_refused(tmp_path, via):
     assert_refused(exc, folder / "model.pt", marker)
 
 
-@pytest.mark.xfail(strict=True, reason="asd_core/training/teacher.py (owned by the lead): load_teacher must read "
-                                       "model.pt with storage.weights.load_weights; today it refuses the payload "
-                                       "but raises torch's multi-line UnpicklingError")
 def test_load_teacher_refuses_planted_weights_in_one_line(tmp_path):
     from asd_core.training.teacher import load_teacher
 
@@ -320,8 +317,6 @@ def test_planted_index_array_never_runs(tmp_path, name):
     assert not marker.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="asd_core/scoring/index_store.py (owned by the lead): np.load's "
-                                       "'Object arrays cannot be loaded when allow_pickle=False' does not name the file")
 def test_planted_index_array_error_names_the_file(tmp_path):
     from asd_core.scoring import index_store
 
@@ -381,9 +376,6 @@ def test_model_mistakes_are_one_line_cli_errors(tmp_path, case, capsys, prefect_
     assert line.startswith(f"error: {where}: ") and what in line, err
 
 
-@pytest.mark.xfail(strict=True, reason="flows/cli.py (owned by the lead): cmd_embed must call "
-                                       "asd_core.encoders.registry.check_encoder_options before embed_flow; "
-                                       "today the error is raised inside the flow run and Prefect logs its traceback")
 @pytest.mark.parametrize("case", CASES)
 def test_model_mistakes_stop_before_the_flow_run(tmp_path, case, capsys, prefect_harness):
     rc, err, where, what = _cli_embed(tmp_path, case, capsys)

@@ -69,9 +69,16 @@ def load_saved(folder: Path) -> tuple[Detector, float]:
 def _restore(folder: Path, cfg: ScoringConfig, manifest: dict) -> tuple[Detector, float]:
     faiss_file, refs_file = folder / "index.faiss", folder / "references.npy"
     index = NormalizedIndex(cfg.metric, manifest["mode"], faiss.read_index(str(faiss_file)) if faiss_file.exists() else None,
-                            np.load(refs_file, allow_pickle=False) if refs_file.exists() else None,
-                            np.load(folder / "rho.npy", allow_pickle=False))
+                            _load_array(refs_file) if refs_file.exists() else None, _load_array(folder / "rho.npy"))
     return Detector.restore(cfg, index, manifest["dim"], manifest["n_references"]), manifest["threshold"]
+
+
+def _load_array(path: Path) -> np.ndarray:
+    """A plain numeric ``.npy`` (never a pickle); anything else is refused naming the file."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"{path}: not a plain numeric array ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
 
 
 def save(folder: Path, det: Detector, threshold: float, input_hash: str, counts: dict) -> None:
