@@ -64,6 +64,7 @@ def _vectors(ws: Workspace) -> dict[str, np.ndarray]:
     return out
 
 
+@pytest.mark.slow
 def test_replaced_recording_is_embedded_and_scored_again(tmp_path, demo_small, prefect_harness):
     from flows.embed import embed_flow
     from flows.ingest import ingest_flow
@@ -126,6 +127,7 @@ def test_embeddings_without_content_keys_are_recomputed(tmp_path, demo_small, in
     assert pq.read_table(legacy).column("content_key").null_count == 0
 
 
+@pytest.mark.slow
 def test_noisy_clips_follow_their_clean_recording(tmp_path, demo_small, prefect_harness):
     from flows.embed import embed_flow
     from flows.ingest import ingest_flow
