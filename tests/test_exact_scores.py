@@ -96,7 +96,7 @@ def test_saved_index_scores_identically(tight, tmp_path):
             cfg = ScoringConfig(normalization=norm, metric=metric, k=2)
             det = make_detector(cfg).fit(refs)
             folder = tmp_path / f"{metric}-{norm}"
-            index_store.save(folder, det, det.threshold(), "h", {"references": len(refs)})
+            index_store.save(folder, det, det.threshold_, "h", {"references": len(refs)})
             restored, threshold = index_store.load_saved(folder)
-            assert threshold == det.threshold()
+            assert threshold == det.threshold_
             np.testing.assert_array_equal(restored.score(x), det.score(x))

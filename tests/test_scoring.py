@@ -87,7 +87,7 @@ def test_leave_one_out_excludes_self(data):
         val = d / rho[None, :] if norm != "none" else d
         np.fill_diagonal(val, np.inf)
         np.testing.assert_allclose(loo, val.min(1), rtol=2e-4)
-    assert det.threshold() == pytest.approx(np.quantile(loo, 0.9))
+    assert det.threshold_ == pytest.approx(np.quantile(loo, 0.9))
 
 
 def test_lof_matches_scikit_learn(data):
@@ -145,13 +145,32 @@ def test_ratio_normalization_helps_sparse_target_domain(metric):
 def test_comparison_methods_score_and_need_domains(normalization):
     rng = np.random.default_rng(3)
     refs, domains, test = _domain_shift_section(rng, n_source=200)
-    det = make_detector(ScoringConfig(normalization)).fit(refs, domains)
+    transductive = ScoringConfig(normalization).transductive
+    assert transductive == (normalization == "domain-standardize")
+    tests = {"test": np.vstack(list(test.values())).astype(np.float32)} if transductive else {}
+    det = make_detector(ScoringConfig(normalization)).fit(refs, domains, **tests)
     src, tgt = _aucs(det, test)
     assert src > 0.6 and tgt > 0.6
-    assert np.isfinite(det.reference_scores()).all()
+    assert np.isfinite(det.reference_scores()).all() and det.threshold_ == np.quantile(det.reference_scores(), 0.9)
     with pytest.raises(ScoringInputError, match="needs the domain"):
-        make_detector(ScoringConfig(normalization)).fit(refs)
-    assert ScoringConfig(normalization).transductive == (normalization == "domain-standardize")
+        make_detector(ScoringConfig(normalization)).fit(refs, **tests)
+    if transductive:  # its use of the test clips is explicit, never a side effect of scoring
+        with pytest.raises(ScoringInputError, match="transductive: fit it with the test clips"):
+            make_detector(ScoringConfig(normalization)).fit(refs, domains)
+
+
+def test_registry_one_class_per_method():
+    from asd_core.scoring import NORMALIZATIONS
+    from asd_core.scoring.detectors import DETECTORS, LocalOutlierFactor, NearestReference, get_detector
+
+    assert set(DETECTORS) == set(NORMALIZATIONS)
+    assert isinstance(get_detector("gwrp", r=0.5), NearestReference) and get_detector("gwrp", r=0.5).config.r == 0.5
+    assert isinstance(get_detector(ScoringConfig("lof", k=3)), LocalOutlierFactor)
+    refs = np.random.default_rng(0).normal(size=(30, 4)).astype(np.float32)
+    det = get_detector("knn").fit(refs)
+    np.testing.assert_array_equal(det.decision_function(refs[:3]), det.score(refs[:3]))
+    with pytest.raises(ScoringInputError, match="'knn' is inductive"):
+        get_detector("knn").fit(refs, test=refs)
 
 
 def test_clear_errors():
@@ -183,12 +202,12 @@ def test_index_store_round_trip_and_invalidation(tmp_path, data):
     ids = [f"c{i}" for i in range(len(refs))]
     h = index_store.content_hash(ids, refs)
     folder = tmp_path / "idx"
-    index_store.save(folder, det, det.threshold(), h, {"references": len(refs)})
+    index_store.save(folder, det, det.threshold_, h, {"references": len(refs)})
     manifest = (folder / "manifest.json").read_text()
     assert '"n_references": 300' in manifest and '"r": 0.7' in manifest
     loaded, thr = index_store.load(folder, cfg, h)
     np.testing.assert_array_equal(loaded.score(x), det.score(x))
-    assert thr == det.threshold()
+    assert thr == det.threshold_
     changed = refs.copy()
     changed[0, 0] += 1e-3
     assert index_store.load(folder, cfg, index_store.content_hash(ids, changed)) is None

@@ -82,5 +82,5 @@ def _raw_scores(ws: Workspace, run: dict, cfg, groups) -> dict:
                 continue
             det = make_detector(plain).fit(sec.refs, np.asarray(sec.ref_domains, dtype=object), ids=sec.ref_ids)
             scores = det.score(sec.tests, ids=sec.test_ids)
-            out[key] = (dict(zip(sec.test_ids, scores.tolist())), det.threshold())
+            out[key] = (dict(zip(sec.test_ids, scores.tolist())), det.threshold_)
     return out

@@ -22,7 +22,8 @@ import faiss
 import numpy as np
 
 from asd_core.config import Workspace
-from asd_core.scoring.detector import Detector, ScoringConfig
+from asd_core.scoring.config import ScoringConfig
+from asd_core.scoring.detectors import NearestReference
 from asd_core.scoring.search import NormalizedIndex
 
 MANIFEST_VERSION = 2
@@ -46,7 +47,7 @@ def section_dir(ws: Workspace, encoder: str, version: str, dataset: str, machine
     return ws.indexes / f"{encoder}-{version}" / dataset / machine_type / f"section_{section}" / config_hash(cfg)
 
 
-def load(folder: Path, cfg: ScoringConfig, input_hash: str) -> tuple[Detector, float] | None:
+def load(folder: Path, cfg: ScoringConfig, input_hash: str) -> tuple[NearestReference, float] | None:
     """The saved detector and threshold, or None when missing or built from other inputs."""
     manifest_path = folder / "manifest.json"
     if not manifest_path.exists():
@@ -58,7 +59,7 @@ def load(folder: Path, cfg: ScoringConfig, input_hash: str) -> tuple[Detector, f
     return _restore(folder, cfg, manifest)
 
 
-def load_saved(folder: Path) -> tuple[Detector, float]:
+def load_saved(folder: Path) -> tuple[NearestReference, float]:
     """The detector and threshold of an index folder, trusting its manifest (a bundled copy)."""
     manifest = json.loads((folder / "manifest.json").read_text())
     if manifest.get("version") not in READABLE_VERSIONS:
@@ -66,11 +67,12 @@ def load_saved(folder: Path) -> tuple[Detector, float]:
     return _restore(folder, ScoringConfig(**manifest["config"]), manifest)
 
 
-def _restore(folder: Path, cfg: ScoringConfig, manifest: dict) -> tuple[Detector, float]:
+def _restore(folder: Path, cfg: ScoringConfig, manifest: dict) -> tuple[NearestReference, float]:
     faiss_file, refs_file = folder / "index.faiss", folder / "references.npy"
     index = NormalizedIndex(cfg.metric, manifest["mode"], faiss.read_index(str(faiss_file)) if faiss_file.exists() else None,
                             _load_array(refs_file) if refs_file.exists() else None, _load_array(folder / "rho.npy"))
-    return Detector.restore(cfg, index, manifest["dim"], manifest["n_references"]), manifest["threshold"]
+    det = NearestReference.restore(cfg, index, manifest["dim"], manifest["n_references"], manifest["threshold"])
+    return det, manifest["threshold"]
 
 
 def _load_array(path: Path) -> np.ndarray:
@@ -81,7 +83,7 @@ def _load_array(path: Path) -> np.ndarray:
         raise ValueError(f"{path}: not a plain numeric array ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
 
 
-def save(folder: Path, det: Detector, threshold: float, input_hash: str, counts: dict) -> None:
+def save(folder: Path, det: NearestReference, threshold: float, input_hash: str, counts: dict) -> None:
     """Write index, rho and manifest into a temporary folder, then swap it in."""
     cfg = det.config
     tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp")

@@ -147,10 +147,9 @@ def score_section(ws: Workspace, encoder: str, version: str, sec: SectionInput, 
         if cached:
             det, threshold = cached
         else:
-            det = make_detector(cfg).fit(sec.refs, np.asarray(sec.ref_domains, dtype=object), ids=sec.ref_ids)
-            if cfg.transductive:  # needs the test statistics before the reference scores
-                det.score(sec.tests, ids=sec.test_ids)
-            threshold = det.threshold()
+            det = make_detector(cfg).fit(sec.refs, np.asarray(sec.ref_domains, dtype=object), ids=sec.ref_ids,
+                                         test=sec.tests if cfg.transductive else None)
+            threshold = det.threshold_
             if det.persistable:
                 counts = {"references": len(sec.ref_ids), "source": sec.ref_domains.count("source"),
                           "target": sec.ref_domains.count("target")}

@@ -1,0 +1,54 @@
+"""Parameters of a scoring run (methods.md section 2): which normalisation, distance and index."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from asd_core.scoring.distances import ScoringInputError, check_metric
+
+NORMALIZATIONS = ("none", "knn", "gwrp", "knn-diff", "gwrp-diff", "kmeans-source", "smote", "domain-standardize", "lof")
+TRANSDUCTIVE = {"domain-standardize"}
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """Parameters of one scoring run (they key runs and indexes)."""
+
+    normalization: str = "knn"
+    metric: str = "cosine"
+    k: int = 1  # K of knn / lof
+    r: float = 0.9  # decay of gwrp
+    index_type: str = "exact"  # exact | ivf
+    threshold_quantile: float = 0.9
+    kmeans_clusters: int = 16
+    smote_neighbors: int = 4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.normalization not in NORMALIZATIONS:
+            raise ScoringInputError(f"unknown normalization {self.normalization!r}; choose one of {', '.join(NORMALIZATIONS)}")
+        check_metric(self.metric)
+        if self.k < 1:
+            raise ScoringInputError(f"k must be >= 1, got {self.k}")
+        if not 0.0 <= self.r <= 1.0:
+            raise ScoringInputError(f"r must be in [0, 1], got {self.r}")
+        if not 0.0 < self.threshold_quantile < 1.0:
+            raise ScoringInputError(f"threshold quantile must be in (0, 1), got {self.threshold_quantile}")
+
+    @property
+    def transductive(self) -> bool:
+        return self.normalization in TRANSDUCTIVE
+
+    def params(self) -> dict:
+        """The parameters that matter for this normalisation (stored in runs.params)."""
+        keep = {"metric", "index_type", "threshold_quantile"}
+        n = self.normalization
+        if n.startswith("knn") or n == "lof":
+            keep.add("k")
+        if n.startswith("gwrp"):
+            keep.add("r")
+        if n == "kmeans-source":
+            keep |= {"kmeans_clusters", "seed"}
+        if n == "smote":
+            keep |= {"smote_neighbors", "seed"}
+        return {k: v for k, v in asdict(self).items() if k in keep}
