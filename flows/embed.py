@@ -1,5 +1,9 @@
 """Embed flow: one task per shard (audio partition = machine type x dataset), streaming batches.
 
+The flow chooses what each task embeds: the stored clips of a partition or, with ``noisy``, the
+noisy test clips of ``asd mix`` rendered from their provenance (asd_core/embedding embeds any
+source of (clip id, waveform) batches it is given).
+
 Shards run on the flow's task runner: one at a time by default (the encoder already uses
 every core), on Dask workers with ``embed_flow.with_options(task_runner=...)`` (flows/runners.py).
 """
@@ -14,13 +18,16 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from asd_core.config import Workspace
-from asd_core.embedding import embed_partition
-from asd_core.embedding.embed import audio_partitions, embed_noisy_partition, write_encoder_card
+from asd_core.embedding import ClipSource, EmbedResult, check_sample_rate, embed_partition, embed_source
 from asd_core.encoders import get_encoder
 from asd_core.mixing.artifacts import check_planned_on, noisy_rows_by_partition
-from asd_core.mixing.noise_library import read_noise_library
+from asd_core.mixing.noise_library import NoiseLibrary, read_noise_library
+from asd_core.mixing.render import MixtureBatches
 from asd_core.runtime import configure_threads
-from asd_core.storage.content import clip_audio_keys
+from asd_core.storage.audio import partition_sample_rate
+from asd_core.storage.content import clip_audio_keys, mixture_key
+from asd_core.storage.embeddings import write_encoder_card
+from asd_core.storage.paths import audio_partitions, noisy_embedding_file
 
 
 @task(retries=1, cache_policy=NO_CACHE, task_run_name="embed-{machine_type}-{dataset}")
@@ -30,11 +37,26 @@ def embed_task(ws: Workspace, encoder, machine_type: str, dataset: str, audio_pa
     return embed_partition(ws, encoder, machine_type, dataset, audio_path, batch_size, workers)
 
 
+def noisy_clips(ws: Workspace, encoder, machine_type: str, dataset: str, audio_path: Path, rows: list[dict],
+                lib: NoiseLibrary, batch_size: int) -> ClipSource:
+    """The noisy test clips (``noisy_clips`` rows) whose clean clip is in one audio partition, rendered
+    from provenance; an encoder with ``embed_parts`` (the oracle) gets the scaled clean and noise
+    parts instead of the mixture. Each is keyed by its mixture key (clean audio + provenance), so a
+    changed clean clip or a re-planned gain embeds it again."""
+    parts = hasattr(encoder, "embed_parts")
+    keys = clip_audio_keys(ws, machine_type, dataset)
+    return ClipSource({r["noisy_clip_id"]: mixture_key(r, keys[r["clip_id"]]) if r["clip_id"] in keys else None for r in rows},
+                      lambda done: MixtureBatches(audio_path, rows, lib, "noisy_clip_id", done, batch_size, parts=parts),
+                      partition_sample_rate(audio_path), parts, what=f"the audio of {dataset}/{machine_type} ({audio_path})")
+
+
 @task(retries=1, cache_policy=NO_CACHE, task_run_name="embed-noisy-{machine_type}-{dataset}")
 def embed_noisy_task(ws: Workspace, encoder, machine_type: str, dataset: str, audio_path: Path, rows: list, lib,
                      batch_size: int, threads: int | None = None):
     configure_threads(threads)
-    return embed_noisy_partition(ws, encoder, machine_type, dataset, audio_path, rows, lib, batch_size)
+    return embed_source(noisy_embedding_file(ws, encoder.name, encoder.version, machine_type, dataset), encoder,
+                        noisy_clips(ws, encoder, machine_type, dataset, audio_path, rows, lib, batch_size),
+                        EmbedResult(machine_type, dataset), f"embed {encoder.name} noisy {dataset}/{machine_type}")
 
 
 @flow(name="asd-embed", task_runner=ThreadPoolTaskRunner(max_workers=1))
@@ -59,6 +81,8 @@ def embed_flow(workspace: str = "./asd-workspace", encoder: str = "logmel-stats"
         if not groups:
             raise FileNotFoundError(f"no noisy test clips in {ws.root}; run `asd mix` first")
         check_planned_on([r for rows in groups.values() for r in rows], clip_audio_keys(ws), "noisy test clips")
+    for mt, ds, path in parts:  # checked before any work starts
+        check_sample_rate(enc, partition_sample_rate(path), f"the audio of {ds}/{mt} ({path})")
     write_encoder_card(ws, enc)
     futures = [embed_task.submit(ws, enc, mt, ds, path, batch_size, workers, threads) for mt, ds, path in parts]
     if noisy:

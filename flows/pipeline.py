@@ -21,18 +21,16 @@ from prefect.context import get_run_context
 from prefect.filesystems import LocalFileSystem
 
 from asd_core.config import Workspace
-from asd_core.embedding.embed import embeddings_dir
-from asd_core.mixing.artifacts import mixtures_file, noisy_clips_file
 from asd_core.pipeline.config import PipelineConfig, PipelineConfigError, load_config
 from asd_core.pipeline.code_graph import ImportGraph, build_graph
 from asd_core.pipeline.fingerprint import (artifact_fingerprint, clips_fingerprint, digest, file_sha256, stage_key,
                                            tree_fingerprint)
 from asd_core.pipeline.lock import workspace_lock
 from asd_core.evaluation.noise import noise_comparison
-from asd_core.ingest.layout import all_files
 from asd_core.pipeline.results import results_table
-from asd_core.scoring.run import run_dir
 from asd_core.storage.catalog import connect
+from asd_core.storage.paths import (all_files, embeddings_dir, mixtures_file, noisy_clips_file, run_dir,
+                                    stage_cache_dir)
 from asd_core.textable import format_table
 from flows.embed import embed_flow
 from flows.ingest import ingest_flow
@@ -92,7 +90,7 @@ class StageRunner:
 
 def cache_storage(ws: Workspace) -> LocalFileSystem:
     """The stage results live in the workspace (delete the workspace, lose its cache)."""
-    storage = LocalFileSystem(basepath=str(ws.root / "cache" / "stages"))
+    storage = LocalFileSystem(basepath=str(stage_cache_dir(ws)))
     storage.save(f"asd-cache-{digest(str(ws.root))[:12]}", overwrite=True)
     return storage
 

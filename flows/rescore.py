@@ -3,7 +3,6 @@ already has (no training), one run per encoder x normalization, with reports."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -12,6 +11,7 @@ from prefect.artifacts import create_table_artifact
 from asd_core.config import Workspace
 from asd_core.pipeline.lock import workspace_lock
 from asd_core.pipeline.results import results_table
+from asd_core.storage.embeddings import newest_encoder_cards
 from flows.embed import embed_flow
 from flows.ingest import ingest_flow
 from flows.report import report_flow
@@ -20,12 +20,7 @@ from flows.score import score_flow
 
 def current_encoders(ws: Workspace) -> list[dict]:
     """The newest ``encoder.json`` card of each encoder with embeddings in the workspace."""
-    newest: dict[str, tuple[float, dict]] = {}
-    for path in ws.artifact_dir("embeddings").glob("encoder=*/version=*/encoder.json"):
-        card = json.loads(path.read_text())
-        if card.get("registry_name") and (card["name"] not in newest or path.stat().st_mtime > newest[card["name"]][0]):
-            newest[card["name"]] = (path.stat().st_mtime, card)
-    return [newest[k][1] for k in sorted(newest)]
+    return newest_encoder_cards(ws)
 
 
 @flow(name="asd-rescore")

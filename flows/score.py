@@ -11,13 +11,13 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from asd_core.config import Workspace
-from asd_core.embedding.embed import read_encoder_card
 from asd_core.runtime import configure_threads
 from asd_core.scoring import ScoringConfig
 from asd_core.scoring.distances import ScoringInputError
 from asd_core.scoring.run import (data_snapshot, load_sections, machine_types_with_embeddings, run_id_for,
                                   score_section, write_run)
 from asd_core.storage.catalog import publish_run
+from asd_core.storage.embeddings import read_encoder_card
 
 
 @task(cache_policy=NO_CACHE, task_run_name="score-{machine_type}")

@@ -17,7 +17,7 @@ import pytest
 import soundfile as sf
 
 from asd_core.config import Workspace
-from asd_core.embedding.embed import embedding_files
+from asd_core.storage.paths import embedding_files
 from asd_core.encoders import get_encoder
 
 

@@ -9,7 +9,7 @@ pytestmark = pytest.mark.slow
 
 
 def _outputs(ws, encoder="logmel-stats"):
-    from asd_core.embedding.embed import embedding_files
+    from asd_core.storage.paths import embedding_files
     from asd_core.encoders import get_encoder
 
     enc = get_encoder(encoder)

@@ -10,7 +10,7 @@ from asd_core.mixing.artifacts import mixtures_file, noisy_clips_file, read_mixt
 from asd_core.mixing.noise_library import NoiseLibraryConfig, build_noise_library, read_noise_library
 from asd_core.mixing.render import render
 from asd_core.mixing.snr import MixingError, gains_for_snr, measured_snr, mix, noise_segment
-from asd_core.training.data import read_waves
+from asd_core.storage.audio import read_waves
 
 
 @pytest.mark.parametrize("snr", [-10.0, -3.3, 0.0, 7.25, 10.0, 30.0])

@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from asd_core.config import Workspace
-from asd_core.embedding.embed import embedding_files
+from asd_core.storage.paths import embedding_files
 from asd_core.encoders import get_encoder
 
 

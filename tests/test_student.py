@@ -97,7 +97,7 @@ def test_student_encoder_and_oracle(ws, teacher):
     from asd_core.encoders import get_encoder
     from asd_core.mixing.noise_library import read_noise_library
     from asd_core.mixing.render import render
-    from asd_core.training.data import read_waves
+    from asd_core.storage.audio import read_waves
 
     result = train_student(ws, teacher, _cfg(epochs=1, objective=ObjectiveConfig("denoise")), device="cpu")
     student = get_encoder("student", model=str(result.model_dir), device="cpu")

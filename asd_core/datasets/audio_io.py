@@ -18,6 +18,8 @@ import numpy as np
 import soundfile as sf
 
 from asd_core.config import AudioConfig
+# The stored dtype conversion lives with the stored audio; importable here for older callers.
+from asd_core.storage.audio import from_storage, to_storage  # noqa: F401
 
 # OS errors worth retrying (network filesystems, interrupted reads); others are the file's fault.
 TRANSIENT_ERRNOS = {errno.EIO, errno.EAGAIN, errno.EINTR, errno.ETIMEDOUT, errno.ESTALE, errno.EBUSY}
@@ -206,17 +208,3 @@ def limit_full_scale(wave: np.ndarray, info: AudioInfo) -> tuple[np.ndarray, str
     if peak < 1.001:  # float rounding of full-scale audio: clipped, nothing worth saying
         return clipped, None
     return clipped, f"float samples up to {peak:.2f}x full scale were clipped to [-1, 1]"
-
-
-def to_storage(wave: np.ndarray, storage_dtype: str) -> np.ndarray:
-    """float32 [-1, 1] -> the stored dtype (int16 PCM counts are exact for PCM16 sources)."""
-    if storage_dtype == "float32":
-        return wave.astype(np.float32, copy=False)
-    return np.clip(np.rint(wave * 32768.0), -32768, 32767).astype(np.int16)
-
-
-def from_storage(values: np.ndarray) -> np.ndarray:
-    """Stored waveform -> float32 in [-1, 1]."""
-    if values.dtype == np.int16:
-        return values.astype(np.float32) / 32768.0
-    return values.astype(np.float32, copy=False)

@@ -1,5 +1,7 @@
-"""Embedding stage: ``audio`` Parquet -> ``embeddings`` Parquet, per encoder version."""
+"""Embedding stage: a source of (clip id, waveform) batches -> ``embeddings`` Parquet, per encoder version."""
 
-from asd_core.embedding.embed import EmbedResult, EmbeddingError, embed_partition, embedding_files, read_vectors
+from asd_core.embedding.embed import (ClipSource, EmbeddingError, EmbedResult, SampleRateError, check_sample_rate,
+                                      embed_partition, embed_source, stored_clips)
 
-__all__ = ["EmbedResult", "EmbeddingError", "embed_partition", "embedding_files", "read_vectors"]
+__all__ = ["ClipSource", "EmbedResult", "EmbeddingError", "SampleRateError", "check_sample_rate", "embed_partition",
+           "embed_source", "stored_clips"]

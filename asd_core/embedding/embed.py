@@ -1,34 +1,45 @@
-"""Embed the ``audio`` partitions with an encoder, streaming row groups (memory stays flat).
+"""Embed a source of (clip id, waveform) batches with an encoder, streaming (memory stays flat).
 
-Output: ``parquet/embeddings/encoder=<name>/version=<v>/machine_type=<mt>/dataset=<ds>/embeddings.parquet``.
-Idempotent per (clip, content, encoder version): a stored vector is reused only while its
-``content_key`` equals the clip's current audio key (storage/content.py), so a recording
-replaced under the same name is embedded again and an unchanged one is copied.
+What a source is, the caller decides: the stored clips of one audio partition
+(:func:`stored_clips`) or, in the embed flow, noisy test clips rendered from their provenance
+(mixing/render.py). This module reads and writes through ``storage/`` only.
+
+Output: ``parquet/embeddings/encoder=<name>/version=<v>/machine_type=<mt>/dataset=<ds>/embeddings.parquet``
+(storage/paths.py). Idempotent per (clip, content, encoder version): a stored vector is reused
+only while its ``content_key`` equals the content key the source gives for the clip
+(storage/content.py), so a recording replaced under the same name is embedded again and an
+unchanged one is copied. Audio stored at another sample rate than the encoder's is refused.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
 from asd_core.config import Workspace
-from asd_core.datasets.audio_io import from_storage
 from asd_core.encoders.base import Encoder
-from asd_core.ingest.layout import hive_value
 from asd_core.progress import Progress
-from asd_core.schemas import embeddings_schema
 from asd_core.storage.atomic import atomic_path
-from asd_core.storage.content import clip_audio_keys, mixture_key
+from asd_core.storage.audio import num_row_groups, partition_clip_ids, partition_sample_rate, wave_batches
+from asd_core.storage.content import clip_audio_keys
+from asd_core.storage.embeddings import EmbeddingsWriter, stored_keys
+from asd_core.storage.paths import embedding_file
+
+# Importable from here until asd_core/scoring imports them from storage/, their home.
+from asd_core.storage.embeddings import read_keyed_vectors  # noqa: E402,F401  isort: skip
+from asd_core.storage.paths import embeddings_dir  # noqa: E402,F401  isort: skip
 
 
 class EmbeddingError(ValueError):
-    """An embedding that cannot be used (NaN/inf), naming the clip."""
+    """An embedding that cannot be used (NaN/inf, wrong shape) or audio it cannot be made from."""
+
+
+class SampleRateError(EmbeddingError):
+    """Audio stored at another sample rate than the encoder expects."""
 
 
 @dataclass
@@ -40,61 +51,34 @@ class EmbedResult:
     seconds: float = 0.0
 
 
-def embeddings_dir(ws: Workspace, encoder: str, version: str) -> Path:
-    return ws.artifact_dir("embeddings") / f"encoder={encoder}" / f"version={version}"
+@dataclass
+class ClipSource:
+    """What to embed.
+
+    ``keys``: every clip id to embed -> the content key its vector is stored with (None when
+    unknown); ``batches(done)``: (ids, payload) batches of those clips minus the ``done`` ids, an
+    iterable or a torch ``IterableDataset`` (needed for DataLoader workers), payload a list of
+    float32 waveforms or, with ``parts``, (clean parts, noise parts) for ``encoder.embed_parts``;
+    ``sample_rate``: the rate of that audio (None: no audio, nothing to check); ``what`` names it in errors.
+    """
+
+    keys: dict[str, str | None]
+    batches: Callable[[set[str]], Iterable]
+    sample_rate: int | None
+    parts: bool = False
+    what: str = "the audio"  # names the audio in errors
 
 
-def write_encoder_card(ws: Workspace, encoder: Encoder) -> Path:
-    """``encoder.json`` beside the embeddings: what later stages need without loading the model."""
-    path = embeddings_dir(ws, encoder.name, encoder.version) / "encoder.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    card = {"name": encoder.name, "version": encoder.version, "dim": encoder.dim, "distance": encoder.distance,
-            "sample_rate": encoder.sample_rate, "params": encoder.params(),
-            "registry_name": type(encoder).name, "options": getattr(encoder, "options", {})}
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(card, indent=2, sort_keys=True))
-    return path
-
-
-def read_encoder_card(ws: Workspace, encoder: str, version: str | None = None) -> dict:
-    """The card of ``encoder`` (the only version in the workspace unless ``version`` is given)."""
-    base = ws.artifact_dir("embeddings") / f"encoder={encoder}"
-    versions = sorted(hive_value(p.parent) for p in base.glob("version=*/encoder.json"))
-    if version is None:
-        if not versions:
-            raise FileNotFoundError(f"no {encoder} embeddings in {ws.root}; run `asd embed --encoder {encoder}` first")
-        if len(versions) > 1:
-            raise ValueError(f"{encoder} has embeddings of several versions ({', '.join(versions)}); pick one with --encoder-version")
-        version = versions[0]
-    elif version not in versions:
-        raise FileNotFoundError(f"no {encoder} embeddings of version {version} in {ws.root} (found: {', '.join(versions) or 'none'})")
-    return json.loads((base / f"version={version}" / "encoder.json").read_text())
-
-
-def embedding_file(ws: Workspace, encoder: Encoder, machine_type: str, dataset: str) -> Path:
-    return embeddings_dir(ws, encoder.name, encoder.version) / f"machine_type={machine_type}" / f"dataset={dataset}" / "embeddings.parquet"
-
-
-def embedding_files(ws: Workspace, encoder: str, version: str) -> list[Path]:
-    return sorted(embeddings_dir(ws, encoder, version).glob("**/embeddings.parquet"))
-
-
-def audio_partitions(ws: Workspace) -> list[tuple[str, str, Path]]:
-    """(machine_type, dataset, path) of every audio partition."""
-    return [(hive_value(p.parent.parent), hive_value(p.parent), p)
-            for p in sorted(ws.artifact_dir("audio").glob("machine_type=*/dataset=*/audio.parquet"))]
-
-
-def partition_waves(audio_path: Path, wanted=None):
-    """(clip_id, float32 waveform) of one audio partition, streamed (only ``wanted`` ids when given)."""
-    for batch in pq.ParquetFile(audio_path).iter_batches(batch_size=64, columns=["clip_id", "waveform"]):
-        for cid, wave in zip(batch.column("clip_id").to_pylist(), batch.column("waveform")):
-            if wanted is None or cid in wanted:
-                yield cid, from_storage(wave.values.to_numpy(zero_copy_only=False))
+def check_sample_rate(encoder: Encoder, sample_rate: int | None, what: str) -> None:
+    """Refuse audio stored at ``sample_rate`` when the encoder expects another rate."""
+    if sample_rate is not None and sample_rate != encoder.sample_rate:
+        raise SampleRateError(
+            f"{what} is stored at {sample_rate} Hz but the {encoder.name} encoder expects {encoder.sample_rate} Hz; "
+            f"ingest the data again with --sample-rate {encoder.sample_rate} (in a workspace of its own)")
 
 
 class AudioBatches(torch.utils.data.IterableDataset):
-    """(clip ids, float32 waveforms) batches of one audio partition, skipping ``done`` clips.
+    """(clip ids, float32 waveforms) batches of one stored audio partition, skipping ``done`` clips.
 
     Row groups are dealt out to DataLoader workers, so reading and decoding Parquet overlaps
     with the encoder; each worker holds one row group at a time.
@@ -105,18 +89,19 @@ class AudioBatches(torch.utils.data.IterableDataset):
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
-        pf = pq.ParquetFile(self.audio_path)
-        groups = range(pf.num_row_groups)
+        groups = range(num_row_groups(self.audio_path))
         if info is not None:
             groups = groups[info.id :: info.num_workers]
-        for g in groups:
-            table = pf.read_row_group(g, columns=["clip_id", "waveform"])
-            for batch in table.to_batches(max_chunksize=self.batch_size):
-                ids = batch.column("clip_id").to_pylist()
-                sel = [i for i, c in enumerate(ids) if c not in self.done]
-                if sel:
-                    waves = batch.column("waveform")
-                    yield [ids[i] for i in sel], [from_storage(waves[i].values.to_numpy(zero_copy_only=False)) for i in sel]
+        done = self.done
+        yield from wave_batches(self.audio_path, self.batch_size, lambda c: c not in done, groups)
+
+
+def stored_clips(ws: Workspace, machine_type: str, dataset: str, audio_path: Path, batch_size: int = 16) -> ClipSource:
+    """The ingested clips of one audio partition, each keyed by its audio key."""
+    keys = clip_audio_keys(ws, machine_type, dataset)
+    return ClipSource({cid: keys.get(cid) for cid in partition_clip_ids(audio_path)},
+                      lambda done: AudioBatches(audio_path, done, batch_size), partition_sample_rate(audio_path),
+                      what=f"the audio of {dataset}/{machine_type} ({audio_path})")
 
 
 def _as_is(item):
@@ -130,102 +115,38 @@ def embed_partition(ws: Workspace, encoder: Encoder, machine_type: str, dataset:
     ``workers`` > 0 reads the audio in DataLoader worker processes; 0 reads in this process
     (the better choice on 2 cores, where the encoder already uses both).
     """
-    out_path = embedding_file(ws, encoder, machine_type, dataset)
-    keys = clip_audio_keys(ws, machine_type, dataset)
-    audio_ids = pq.read_table(audio_path, columns=["clip_id"]).column("clip_id").to_pylist()
-    wanted = {cid: keys.get(cid) for cid in audio_ids}
-    return _embed_into(out_path, encoder, wanted, lambda done: AudioBatches(audio_path, done, batch_size),
-                       encoder.embed, workers, EmbedResult(machine_type, dataset), f"embed {encoder.name} {dataset}/{machine_type}")
+    return embed_source(embedding_file(ws, encoder.name, encoder.version, machine_type, dataset), encoder,
+                        stored_clips(ws, machine_type, dataset, audio_path, batch_size), EmbedResult(machine_type, dataset),
+                        f"embed {encoder.name} {dataset}/{machine_type}", workers)
 
 
-def noisy_embedding_file(ws: Workspace, encoder: Encoder, machine_type: str, dataset: str) -> Path:
-    return embedding_file(ws, encoder, machine_type, dataset).with_name("noisy.parquet")
-
-
-def embed_noisy_partition(ws: Workspace, encoder: Encoder, machine_type: str, dataset: str, audio_path: Path,
-                          rows: list[dict], lib, batch_size: int = 16) -> EmbedResult:
-    """Embed the noisy test clips (``noisy_clips`` rows) whose clean clip is in this partition.
-
-    The audio is regenerated from provenance; an encoder with ``embed_parts`` (the oracle)
-    gets the scaled clean and noise parts instead of the mixture. Each vector is keyed by the
-    mixture key (clean audio + provenance), so a changed clean clip or re-planned gain re-embeds.
-    """
-    from asd_core.mixing.render import MixtureBatches
-
-    parts = hasattr(encoder, "embed_parts")
-    embed = (lambda p: encoder.embed_parts(*p)) if parts else encoder.embed
-    keys = clip_audio_keys(ws, machine_type, dataset)
-    wanted = {r["noisy_clip_id"]: mixture_key(r, keys[r["clip_id"]]) if r["clip_id"] in keys else None for r in rows}
-    return _embed_into(noisy_embedding_file(ws, encoder, machine_type, dataset), encoder, wanted,
-                       lambda done: MixtureBatches(audio_path, rows, lib, "noisy_clip_id", done, batch_size, parts=parts),
-                       embed, 0, EmbedResult(machine_type, dataset), f"embed {encoder.name} noisy {dataset}/{machine_type}")
-
-
-def _stored_keys(path: Path) -> dict[str, str | None]:
-    """clip_id -> content_key of an embeddings file (None for files written before the column existed)."""
-    if not path.exists():
-        return {}
-    table = pq.read_table(path)
-    ids = table.column("clip_id").to_pylist()
-    keys = table.column("content_key").to_pylist() if "content_key" in table.column_names else [None] * len(ids)
-    return dict(zip(ids, keys))
-
-
-def _embed_into(out_path: Path, encoder: Encoder, wanted: dict[str, str | None], make_dataset, embed, workers: int,
-                result: EmbedResult, label: str) -> EmbedResult:
-    """Write embeddings of the ``wanted`` ids (id -> content key) to ``out_path`` (atomic), keeping
-    stored rows whose content key still matches; rows of other ids or other content are dropped."""
-    schema = embeddings_schema(encoder.dim)
-    stored = _stored_keys(out_path)
+def embed_source(out_path: Path, encoder: Encoder, source: ClipSource, result: EmbedResult, label: str,
+                 workers: int = 0) -> EmbedResult:
+    """Write embeddings of ``source`` to ``out_path`` (atomic), keeping stored rows whose content key
+    still matches; rows of other ids or other content are dropped."""
+    check_sample_rate(encoder, source.sample_rate, source.what)
+    wanted = source.keys
+    embed = (lambda p: encoder.embed_parts(*p)) if source.parts else encoder.embed
+    stored = stored_keys(out_path)
     keep = {cid for cid, key in stored.items() if key is not None and wanted.get(cid) == key}
     if keep == set(wanted) and len(stored) == len(keep):
         result.reused = len(keep)
         return result
     progress = Progress(label, len(wanted) - len(keep), "clips")
-    with atomic_path(out_path) as tmp:
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            if keep:
-                old = pq.read_table(out_path)
-                writer.write_table(old.filter(pa.compute.is_in(old.column("clip_id"), pa.array(sorted(keep)))).cast(schema))
-            # spawn, not fork: a fork of a process running Prefect's threads and event loop is not safe
-            loader = torch.utils.data.DataLoader(make_dataset(keep), batch_size=None, num_workers=workers, collate_fn=_as_is,
-                                                 multiprocessing_context="spawn" if workers else None)
-            for ids, payload in loader:
-                vectors = np.asarray(embed(payload), dtype=np.float32)
-                if vectors.shape != (len(ids), encoder.dim):
-                    raise EmbeddingError(f"encoder {encoder.name} returned shape {vectors.shape}, expected ({len(ids)}, {encoder.dim})")
-                bad = ~np.isfinite(vectors).all(axis=1)
-                if bad.any():
-                    raise EmbeddingError(f"encoder {encoder.name} produced NaN/inf for clip {ids[int(np.flatnonzero(bad)[0])]} ({label})")
-                writer.write_table(pa.Table.from_arrays([
-                    pa.array(ids, pa.string()),
-                    pa.array([encoder.name] * len(ids), pa.string()),
-                    pa.array([encoder.version] * len(ids), pa.string()),
-                    pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel(), pa.float32()), encoder.dim),
-                    pa.array([wanted[c] for c in ids], pa.string()),
-                ], schema=schema))
-                progress.update(len(ids))
+    with atomic_path(out_path) as tmp, EmbeddingsWriter(tmp, out_path, encoder.name, encoder.version, encoder.dim, keep) as writer:
+        # spawn, not fork: a fork of a process running Prefect's threads and event loop is not safe
+        loader = torch.utils.data.DataLoader(source.batches(keep), batch_size=None, num_workers=workers, collate_fn=_as_is,
+                                             multiprocessing_context="spawn" if workers else None)
+        for ids, payload in loader:
+            vectors = np.asarray(embed(payload), dtype=np.float32)
+            if vectors.shape != (len(ids), encoder.dim):
+                raise EmbeddingError(f"encoder {encoder.name} returned shape {vectors.shape}, expected ({len(ids)}, {encoder.dim})")
+            bad = ~np.isfinite(vectors).all(axis=1)
+            if bad.any():
+                raise EmbeddingError(f"encoder {encoder.name} produced NaN/inf for clip {ids[int(np.flatnonzero(bad)[0])]} ({label})")
+            writer.write(ids, vectors, [wanted[c] for c in ids])
+            progress.update(len(ids))
     progress.close()
     result.embedded, result.reused = progress.done, len(keep)
     result.seconds = progress.elapsed
     return result
-
-
-def read_vectors(files: list[Path]) -> tuple[list[str], np.ndarray]:
-    """Clip ids and vectors [N, dim] of embedding files (all of one encoder version)."""
-    ids, vectors, _ = read_keyed_vectors(files)
-    return ids, vectors
-
-
-def read_keyed_vectors(files: list[Path]) -> tuple[list[str], np.ndarray, list[str | None]]:
-    """Clip ids, vectors [N, dim] and content keys (None where a file predates them)."""
-    tables = []
-    for p in files:
-        t = pq.read_table(p)
-        if "content_key" not in t.column_names:
-            t = t.append_column("content_key", pa.nulls(t.num_rows, pa.string()))
-        tables.append(t.select(["clip_id", "vector", "content_key"]))
-    table = pa.concat_tables(tables)
-    vec = table.column("vector").combine_chunks()
-    return (table.column("clip_id").to_pylist(), vec.flatten().to_numpy().reshape(-1, vec.type.list_size),
-            table.column("content_key").to_pylist())

@@ -18,7 +18,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from asd_core.config import Workspace
-from asd_core.ingest.layout import hive_value, quarantine_file
+from asd_core.storage.paths import hive_value, quarantine_file
 
 
 class UnknownDatasetError(ValueError):
@@ -103,7 +103,7 @@ def forget_dataset(ws: Workspace, dataset: str, dry_run: bool = False) -> Forget
     if dry_run or report.nothing:
         return report
     from asd_core.pipeline.lock import workspace_lock
-    from asd_core.storage.catalog import publish_ingest  # imported here: catalog imports this package
+    from asd_core.storage.catalog import publish_ingest
 
     with workspace_lock(ws, owner=f"asd forget --dataset {dataset}"):
         # Derived artifacts first, the clips last: an interrupted run leaves the dataset known, and

@@ -13,18 +13,17 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from asd_core.config import IngestConfig, Workspace
 from asd_core.datasets import audio_io
 from asd_core.datasets.audio_io import AudioFileError, AudioInfo
 from asd_core.datasets.scan import Candidate, QuarantineRecord
-from asd_core.ingest.layout import audio_file, clips_file
 from asd_core.progress import Progress
-from asd_core.schemas import CLIPS, audio_schema
-from asd_core.storage.atomic import atomic_path, read_parquet_or_empty, write_parquet_atomic
+from asd_core.schemas import CLIPS
+from asd_core.storage.atomic import read_parquet_or_empty, write_parquet_atomic
+from asd_core.storage.audio import audio_partition_writer, stored_audio_dtype
+from asd_core.storage.paths import audio_file, clips_file
 
 logger = logging.getLogger("asd.ingest")
 
@@ -81,7 +80,7 @@ def ingest_group(
     cpath, apath = clips_file(ws, dataset, machine_type), audio_file(ws, dataset, machine_type)
     old = read_parquet_or_empty(cpath, CLIPS).to_pylist()
     old_rows = {r["clip_id"]: r for r in old}
-    audio_dtype = _stored_audio_dtype(apath) or cfg.audio.storage_dtype
+    audio_dtype = stored_audio_dtype(apath) or cfg.audio.storage_dtype
 
     # Rows of roots not ingested now stay as they are (several roots can feed one dataset).
     kept = {cid: r for cid, r in old_rows.items() if r["root"] not in roots_now or _under(r, unlisted)}
@@ -117,34 +116,23 @@ def ingest_group(
 
     new_rows: dict[str, dict] = {}
     if kept or to_decode:
-        schema = audio_schema(audio_dtype)
         progress = Progress(f"ingest {dataset}/{machine_type}", len(to_decode), "clips")
-        with atomic_path(apath) as tmp:
-            writer = pq.ParquetWriter(tmp, schema, compression="zstd")
-            try:
-                _copy_audio_rows(apath, writer, reused_ids)
-                buffer: list[tuple[str, np.ndarray]] = []
-                for cand, info, selection, mtime_ns, sha in to_decode:
-                    try:
-                        wave = audio_io.decode(cand.path, info, cfg.audio)
-                        wave, warning = audio_io.limit_full_scale(wave, info)
-                    except AudioFileError as exc:
-                        result.quarantined.append(QuarantineRecord(dataset, str(cand.root), cand.relative_path, "decode", str(exc), info.file_size))
-                        continue
-                    if warning:
-                        result.warnings.append(f"{cand.path}: {warning}")
-                    buffer.append((cand.clip_id, audio_io.to_storage(wave, audio_dtype)))
-                    new_rows[cand.clip_id] = _clip_row(cand, info, selection, cfg, mtime_ns, sha)
-                    result.decoded += 1
-                    result.decoded_bytes += info.file_size
-                    progress.update()
-                    if len(buffer) >= cfg.audio_rows_per_group:
-                        _write_audio(writer, schema, buffer, cfg.audio.sample_rate)
-                        buffer = []
-                if buffer:
-                    _write_audio(writer, schema, buffer, cfg.audio.sample_rate)
-            finally:
-                writer.close()
+        with audio_partition_writer(apath, audio_dtype, cfg.audio.sample_rate, cfg.audio_rows_per_group,
+                                    keep=reused_ids) as add_audio:
+            for cand, info, selection, mtime_ns, sha in to_decode:
+                try:
+                    wave = audio_io.decode(cand.path, info, cfg.audio)
+                    wave, warning = audio_io.limit_full_scale(wave, info)
+                except AudioFileError as exc:
+                    result.quarantined.append(QuarantineRecord(dataset, str(cand.root), cand.relative_path, "decode", str(exc), info.file_size))
+                    continue
+                if warning:
+                    result.warnings.append(f"{cand.path}: {warning}")
+                add_audio(cand.clip_id, wave)
+                new_rows[cand.clip_id] = _clip_row(cand, info, selection, cfg, mtime_ns, sha)
+                result.decoded += 1
+                result.decoded_bytes += info.file_size
+                progress.update()
         progress.close()
         result.decode_seconds = progress.elapsed
     rows = sorted([*kept.values(), *new_rows.values()], key=lambda r: (r["root"], r["relative_path"]))
@@ -161,37 +149,6 @@ def ingest_group(
 
 def _under(row: dict, folders: list[tuple[str, str]]) -> bool:
     return any(row["root"] == root and row["relative_path"].startswith(folder + "/") for root, folder in folders)
-
-
-def _stored_audio_dtype(apath: Path) -> str | None:
-    """Keep one dtype per partition: an existing partition's dtype wins over the config."""
-    if not apath.exists():
-        return None
-    value_type = pq.read_schema(apath).field("waveform").type.value_type
-    return "int16" if value_type == pa.int16() else "float32"
-
-
-def _copy_audio_rows(apath: Path, writer: pq.ParquetWriter, ids: set[str]) -> None:
-    if not ids or not apath.exists():
-        return
-    pf = pq.ParquetFile(apath)
-    for i in range(pf.num_row_groups):
-        rg = pf.read_row_group(i)
-        mask = pa.compute.is_in(rg.column("clip_id"), value_set=pa.array(sorted(ids)))
-        sel = rg.filter(mask)
-        if sel.num_rows:
-            writer.write_table(sel.cast(writer.schema))
-
-
-def _write_audio(writer: pq.ParquetWriter, schema: pa.Schema, buffer: list[tuple[str, np.ndarray]], sr: int) -> None:
-    value_type = schema.field("waveform").type.value_type
-    offsets = np.concatenate([[0], np.cumsum([len(w) for _, w in buffer])]).astype(np.int32)
-    waves = pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.concatenate([w for _, w in buffer]), type=value_type))
-    table = pa.Table.from_arrays(
-        [pa.array([cid for cid, _ in buffer], pa.string()), pa.array([sr] * len(buffer), pa.int32()), waves],
-        schema=schema,
-    )
-    writer.write_table(table)
 
 
 def _drop_short_clips(kept: dict, to_decode: list, ratio: float, dataset: str):

@@ -15,7 +15,7 @@ from asd_core.config import IngestConfig, Workspace
 from asd_core.datasets.ground_truth import load_ground_truth
 from asd_core.datasets.scan import (Candidate, DatasetRootError, QuarantineRecord, drop_duplicate_ids, root_problem,
                                     scan_root_full)
-from asd_core.ingest.layout import existing_machine_types
+from asd_core.storage.paths import existing_machine_types
 
 
 @dataclass

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 
 from asd_core.config import Workspace
 from asd_core.datasets.scan import QuarantineRecord
-from asd_core.ingest.layout import all_files, quarantine_file
+from asd_core.storage.paths import all_files, quarantine_file
 from asd_core.schemas import CLIPS, QUARANTINE
 from asd_core.storage.atomic import read_parquet_or_empty, write_parquet_atomic
 

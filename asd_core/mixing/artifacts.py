@@ -1,4 +1,4 @@
-"""Where ``asd mix`` writes its artifacts, and readers for later stages."""
+"""Writing the artifacts of ``asd mix`` (paths: storage/paths.py), and readers for later stages."""
 
 from __future__ import annotations
 
@@ -8,18 +8,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from asd_core.config import Workspace
-from asd_core.mixing.noise_library import NoiseLibrary, noise_file, noise_table
+from asd_core.mixing.noise_library import NoiseLibrary, noise_table
 from asd_core.mixing.plan import MixPlan
 from asd_core.schemas import MIXTURES, NOISE, NOISY_CLIPS
 from asd_core.storage.atomic import write_parquet_atomic
-
-
-def mixtures_file(ws: Workspace) -> Path:
-    return ws.artifact_dir("mixtures") / "mixtures.parquet"
-
-
-def noisy_clips_file(ws: Workspace) -> Path:
-    return ws.artifact_dir("noisy_clips") / "noisy_clips.parquet"
+from asd_core.storage.paths import mixtures_file, noise_file, noisy_clips_file
 
 
 def write_mix_outputs(ws: Workspace, lib: NoiseLibrary, plan: MixPlan) -> list[Path]:

@@ -27,10 +27,10 @@ import pyarrow.parquet as pq
 from asd_core.config import AudioConfig, Workspace
 from asd_core.datasets import audio_io
 from asd_core.datasets.audio_io import AudioFileError
-from asd_core.ingest.layout import all_files
 from asd_core.mixing.snr import MixingError, power
 from asd_core.schemas import NOISE
-from asd_core.training.data import read_waves
+from asd_core.storage.audio import read_waves
+from asd_core.storage.paths import all_files, noise_file
 
 logger = logging.getLogger("asd.mixing")
 STATIONARY, NON_STATIONARY = "stationary", "non-stationary"
@@ -186,10 +186,6 @@ def build_noise_library(ws: Workspace, cfg: NoiseLibraryConfig) -> NoiseLibrary:
         lib.sources.append(source)
         lib.waves.append(wave.astype(np.float32))
     return lib
-
-
-def noise_file(ws: Workspace) -> Path:
-    return ws.artifact_dir("noise") / "noise.parquet"
 
 
 def noise_table(lib: NoiseLibrary) -> pa.Table:

@@ -19,13 +19,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from asd_core.config import Workspace
-from asd_core.embedding.embed import audio_partitions, partition_waves
-from asd_core.ingest.layout import all_files
 from asd_core.mixing.noise_library import KINDS, NoiseLibrary, NoiseLibraryConfig
 from asd_core.mixing.snr import MixingError, gains_for_snr, noise_segment
 from asd_core.progress import Progress
 from asd_core.schemas import MIXTURES, NOISY_CLIPS
+from asd_core.storage.audio import partition_waves
 from asd_core.storage.content import clip_audio_keys
+from asd_core.storage.paths import all_files, audio_partitions
 
 EVAL_SUBSETS = KINDS + ("mismatched",)
 DEFAULT_BINS = ((-10.0, -5.0), (-5.0, 0.0), (0.0, 5.0), (5.0, 10.0))

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asd_core.embedding.embed import partition_waves
 from asd_core.mixing.noise_library import NoiseLibrary
 from asd_core.mixing.snr import Gains, mix, noise_segment
+from asd_core.storage.audio import partition_waves
 
 
 def render(row: dict, clean: np.ndarray, lib: NoiseLibrary) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from asd_core.config import Workspace
-from asd_core.ingest.layout import all_files
+from asd_core.storage.paths import all_files
 
 CLIP_KEY_COLUMNS = ("clip_id", "sha256", "dataset", "machine_type", "section", "split", "domain", "label",
                     "channel_selection", "pipeline_sample_rate")

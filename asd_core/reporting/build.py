@@ -13,6 +13,7 @@ from asd_core.reporting.data import ReportInputs, report_inputs
 from asd_core.reporting.figures import histograms_png, roc_png
 from asd_core.scoring.run import run_params
 from asd_core.storage.atomic import atomic_dir
+from asd_core.storage.paths import report_dir
 
 
 @dataclass
@@ -26,10 +27,6 @@ class ReportResult:
     @property
     def run_id(self) -> str:
         return self.run["run_id"]
-
-
-def report_dir(ws: Workspace, run_id: str) -> Path:
-    return ws.root / "reports" / run_id
 
 
 def build_report(ws: Workspace, run_id: str | None = None) -> ReportResult:

@@ -20,7 +20,7 @@ from typing import Iterator
 import duckdb
 
 from asd_core.config import Workspace
-from asd_core.ingest.layout import all_files
+from asd_core.storage.paths import all_files
 
 logger = logging.getLogger("asd.catalog")
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"

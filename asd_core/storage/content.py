@@ -18,7 +18,7 @@ import json
 import pyarrow.parquet as pq
 
 from asd_core.config import Workspace
-from asd_core.ingest.layout import all_files
+from asd_core.storage.paths import all_files
 
 AUDIO_KEY_COLUMNS = ("clip_id", "sha256", "channel_selection", "pipeline_sample_rate")
 # Provenance fields that decide the rendered audio of a mixture (render.py), besides the clean clip.

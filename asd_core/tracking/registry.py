@@ -17,10 +17,10 @@ from importlib import metadata
 from pathlib import Path
 
 from asd_core.config import Workspace
-from asd_core.embedding.embed import read_encoder_card
 from asd_core.scoring import index_store
 from asd_core.scoring.run import run_params, scoring_config
 from asd_core.storage.catalog import connect, query_rows, resolve_run
+from asd_core.storage.embeddings import read_encoder_card
 from asd_core.tracking.pyfunc_model import BUNDLE, AsdScoringModel
 from asd_core.tracking.store import TrackingConfig, client, git_commit, training_run
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow.parquet as pq
 
-from asd_core.config import Workspace
-from asd_core.embedding.embed import audio_partitions, partition_waves
-from asd_core.ingest.layout import all_files
+from asd_core.config import PIPELINE_SAMPLE_RATE, Workspace
+from asd_core.storage.audio import read_waves
+from asd_core.storage.paths import all_files
 
 
 @dataclass
@@ -29,7 +29,7 @@ def fix_length(wave: np.ndarray, n: int) -> np.ndarray:
     return np.pad(wave, (0, n - len(wave))) if len(wave) < n else wave[:n]
 
 
-def load_training_set(ws: Workspace, clip_seconds: float | None = None, sample_rate: int = 16_000) -> TrainingSet:
+def load_training_set(ws: Workspace, clip_seconds: float | None = None, sample_rate: int = PIPELINE_SAMPLE_RATE) -> TrainingSet:
     """All normal training clips of the workspace, each padded or cropped to ``clip_seconds``
     (default: the median duration)."""
     meta = {}
@@ -45,12 +45,3 @@ def load_training_set(ws: Workspace, clip_seconds: float | None = None, sample_r
     ids = sorted(found)  # independent of partition order
     return TrainingSet(ids, np.stack([found[c] for c in ids]).astype(np.float32),
                        [class_name(meta[c]) for c in ids], [meta[c]["domain"] for c in ids])
-
-
-def read_waves(ws: Workspace, wanted: set[str], transform=None) -> dict[str, np.ndarray]:
-    """float32 waveforms of the ``wanted`` clip ids (streamed from the audio partitions)."""
-    out = {}
-    for _, _, path in audio_partitions(ws):
-        for cid, wave in partition_waves(path, wanted):
-            out[cid] = transform(wave) if transform else wave
-    return out

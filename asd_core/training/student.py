@@ -27,10 +27,11 @@ from asd_core.mixing.artifacts import check_planned_on, read_mixtures
 from asd_core.mixing.noise_library import read_noise_library
 from asd_core.mixing.render import render
 from asd_core.storage.atomic import atomic_path
+from asd_core.storage.audio import read_waves
 from asd_core.storage.content import clip_audio_keys, mixture_key, set_key
 from asd_core.training import checkpoint
 from asd_core.training.backbone import Backbone, load_backbone, save_backbone_weights
-from asd_core.training.data import fix_length, read_waves
+from asd_core.training.data import fix_length
 from asd_core.training.objectives import ObjectiveConfig, student_loss
 
 logger = logging.getLogger("asd.student")

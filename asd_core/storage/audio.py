@@ -1,0 +1,164 @@
+"""Stored waveforms: the ``audio`` partitions, written by ingest and read by every later stage.
+
+One partition per (machine type, dataset) (storage/paths.py ``audio_file``), one row per clip:
+``clip_id``, ``sample_rate`` (the pipeline rate the clip was resampled to) and ``waveform``,
+int16 PCM counts or float32 in [-1, 1] (schemas.py ``audio_schema``). Readers get float32 in
+[-1, 1] either way and stream one row group at a time, so memory stays flat.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from asd_core.config import Workspace
+from asd_core.schemas import audio_schema
+from asd_core.storage.atomic import atomic_path
+from asd_core.storage.paths import audio_partitions
+
+__all__ = ["audio_partition_writer", "audio_partitions", "from_storage", "num_row_groups", "partition_clip_ids",
+           "partition_sample_rate", "partition_waves", "read_waves", "stored_audio_dtype", "to_storage", "wave_batches"]
+
+READ_BATCH = 64  # rows per chunk of partition_waves
+
+
+def to_storage(wave: np.ndarray, storage_dtype: str) -> np.ndarray:
+    """float32 [-1, 1] -> the stored dtype (int16 PCM counts are exact for PCM16 sources)."""
+    if storage_dtype == "float32":
+        return wave.astype(np.float32, copy=False)
+    return np.clip(np.rint(wave * 32768.0), -32768, 32767).astype(np.int16)
+
+
+def from_storage(values: np.ndarray) -> np.ndarray:
+    """Stored waveform -> float32 in [-1, 1]."""
+    if values.dtype == np.int16:
+        return values.astype(np.float32) / 32768.0
+    return values.astype(np.float32, copy=False)
+
+
+def _wave(value) -> np.ndarray:
+    """One ``waveform`` list value of a record batch -> float32 in [-1, 1]."""
+    return from_storage(value.values.to_numpy(zero_copy_only=False))
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+def partition_sample_rate(audio_path: Path) -> int | None:
+    """The sample rate the clips of one partition are stored at (the pipeline rate of their
+    ingest); None for a partition without clips."""
+    rates = sorted(set(pq.read_table(audio_path, columns=["sample_rate"]).column("sample_rate").to_pylist()))
+    if len(rates) > 1:
+        raise ValueError(f"{audio_path}: clips stored at several sample rates ({', '.join(map(str, rates))} Hz); "
+                         "ingest the data again")
+    return rates[0] if rates else None
+
+
+def partition_clip_ids(audio_path: Path) -> list[str]:
+    """The clip ids of one partition, in stored order (no audio read)."""
+    return pq.read_table(audio_path, columns=["clip_id"]).column("clip_id").to_pylist()
+
+
+def wave_batches(audio_path: Path, batch_size: int, keep: Callable[[str], bool] | None = None,
+                 row_groups: Iterable[int] | None = None) -> Iterator[tuple[list[str], list[np.ndarray]]]:
+    """(clip ids, float32 waveforms) of one audio partition, one row group at a time: each row group
+    cut into chunks of ``batch_size`` rows, of which only the ids ``keep`` accepts are decoded and
+    yielded (chunks left empty are skipped). ``row_groups`` limits the reading to those groups
+    (a DataLoader worker's share)."""
+    pf = pq.ParquetFile(audio_path)
+    for g in range(pf.num_row_groups) if row_groups is None else row_groups:
+        table = pf.read_row_group(g, columns=["clip_id", "waveform"])
+        for batch in table.to_batches(max_chunksize=batch_size):
+            ids = batch.column("clip_id").to_pylist()
+            sel = [i for i, c in enumerate(ids) if keep is None or keep(c)]
+            if sel:
+                waves = batch.column("waveform")
+                yield [ids[i] for i in sel], [_wave(waves[i]) for i in sel]
+
+
+def num_row_groups(audio_path: Path) -> int:
+    return pq.ParquetFile(audio_path).num_row_groups
+
+
+def partition_waves(audio_path: Path, wanted=None) -> Iterator[tuple[str, np.ndarray]]:
+    """(clip_id, float32 waveform) of one audio partition, streamed (only ``wanted`` ids when given)."""
+    for ids, waves in wave_batches(audio_path, READ_BATCH, None if wanted is None else wanted.__contains__):
+        yield from zip(ids, waves)
+
+
+def read_waves(ws: Workspace, wanted: set[str], transform: Callable[[np.ndarray], np.ndarray] | None = None
+               ) -> dict[str, np.ndarray]:
+    """float32 waveforms of the ``wanted`` clip ids (streamed from the audio partitions)."""
+    out = {}
+    for _, _, path in audio_partitions(ws):
+        for cid, wave in partition_waves(path, wanted):
+            out[cid] = transform(wave) if transform else wave
+    return out
+
+
+# --- writing ---------------------------------------------------------------------------------------
+
+def stored_audio_dtype(audio_path: Path) -> str | None:
+    """``int16`` or ``float32``: how an existing partition stores its samples (None if there is none)."""
+    if not audio_path.exists():
+        return None
+    value_type = pq.read_schema(audio_path).field("waveform").type.value_type
+    return "int16" if value_type == pa.int16() else "float32"
+
+
+@contextmanager
+def audio_partition_writer(audio_path: Path, storage_dtype: str, sample_rate: int, rows_per_group: int,
+                           keep: Iterable[str] = ()) -> Iterator[Callable[[str, np.ndarray], None]]:
+    """Rewrite one audio partition atomically; yields ``add(clip_id, float32 wave)``.
+
+    The rows of the partition as it is whose ids are in ``keep`` are copied first, then every
+    added wave is converted to ``storage_dtype`` and written, ``rows_per_group`` clips per row
+    group (bounds the memory of every reader). The new partition replaces the old one only if
+    the block succeeds.
+    """
+    schema = audio_schema(storage_dtype)
+    keep = set(keep)
+    with atomic_path(audio_path) as tmp:
+        writer = pq.ParquetWriter(tmp, schema, compression="zstd")
+        try:
+            _copy_rows(audio_path, writer, keep)
+            buffer: list[tuple[str, np.ndarray]] = []
+
+            def add(clip_id: str, wave: np.ndarray) -> None:
+                buffer.append((clip_id, to_storage(wave, storage_dtype)))
+                if len(buffer) >= rows_per_group:
+                    _write_rows(writer, schema, buffer, sample_rate)
+                    buffer.clear()
+
+            yield add
+            if buffer:
+                _write_rows(writer, schema, buffer, sample_rate)
+        finally:
+            writer.close()
+
+
+def _copy_rows(audio_path: Path, writer: pq.ParquetWriter, ids: set[str]) -> None:
+    if not ids or not audio_path.exists():
+        return
+    pf = pq.ParquetFile(audio_path)
+    for i in range(pf.num_row_groups):
+        rg = pf.read_row_group(i)
+        sel = rg.filter(pc.is_in(rg.column("clip_id"), value_set=pa.array(sorted(ids))))
+        if sel.num_rows:
+            writer.write_table(sel.cast(writer.schema))
+
+
+def _write_rows(writer: pq.ParquetWriter, schema: pa.Schema, buffer: list[tuple[str, np.ndarray]], sr: int) -> None:
+    value_type = schema.field("waveform").type.value_type
+    offsets = np.concatenate([[0], np.cumsum([len(w) for _, w in buffer])]).astype(np.int32)
+    waves = pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.concatenate([w for _, w in buffer]), type=value_type))
+    table = pa.Table.from_arrays(
+        [pa.array([cid for cid, _ in buffer], pa.string()), pa.array([sr] * len(buffer), pa.int32()), waves],
+        schema=schema,
+    )
+    writer.write_table(table)
