@@ -1,11 +1,34 @@
-"""The configuration ``asd demo`` runs: the whole pipeline on the generated demo data, sized
-to finish well inside 20 minutes on 2 CPU cores (``benchmarks/pipeline.py`` measures it)."""
+"""``asd demo``: the whole pipeline on generated demo data, sized to finish well inside 20 minutes
+on 2 CPU cores (``benchmarks/pipeline.py`` measures it); its configuration and the lock it holds
+from writing the data to the end of the run."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
+from asd_core.config import Workspace
 from asd_core.pipeline.config import PipelineConfig
+from asd_core.pipeline.lock import workspace_lock
+
+
+def demo_data_dir(workspace: Path) -> Path:
+    return Path(workspace) / "demo-data"
+
+
+@contextmanager
+def demo_session(workspace: Path, seed: int = 0, size: str = "small") -> Iterator[dict]:
+    """Hold the workspace, then write the demo data; yields make_demo_data's counts.
+
+    A second ``asd demo`` on a busy workspace is refused (``WorkspaceBusyError``) before it
+    rewrites the running demo's input files; the pipeline run inside the block takes the lent
+    lock again, so no other run can slip in between the data and the pipeline.
+    """
+    from asd_core.demo import make_demo_data
+
+    with workspace_lock(Workspace(Path(workspace)), owner="asd demo", lend=True):
+        yield make_demo_data(demo_data_dir(workspace), seed=seed, size=size)
 
 
 def demo_config(workspace: Path, data_root: Path, overrides: list[str] | None = None) -> PipelineConfig:

@@ -1,7 +1,10 @@
-"""One pipeline run per workspace at a time: an exclusive ``flock`` on ``<workspace>/.pipeline.lock``.
+"""Workspace locks, all ``flock``s that die with their process (no stale locks after a crash).
 
-The lock dies with its process (no stale locks after a crash); a second run refuses at
-once, naming the holder, instead of interleaving publishes with the first.
+``.pipeline.lock``: one pipeline run per workspace at a time; a second run refuses at once,
+naming the holder, instead of interleaving publishes with the first. A process holding it may
+lend it to the runs nested in it (``asd demo`` holds it while writing its data, then runs the pipeline).
+``.users.lock``: every ``asd`` command holds it shared while it uses the workspace, so the
+start-up of another can tell when no other process is using it (storage/cleanup.py).
 """
 
 from __future__ import annotations
@@ -21,15 +24,40 @@ class WorkspaceBusyError(RuntimeError):
     """Another pipeline run holds the workspace."""
 
 
+_lent: set[Path] = set()  # pipeline locks this process holds with ``lend=True``
+
+
 def lock_path(ws: Workspace) -> Path:
     return ws.root / ".pipeline.lock"
 
 
+def users_lock_path(ws: Workspace) -> Path:
+    return ws.root / ".users.lock"
+
+
 @contextmanager
-def workspace_lock(ws: Workspace, owner: str = "") -> Iterator[Path]:
-    """Hold the workspace for the block; raise ``WorkspaceBusyError`` if another run holds it."""
+def workspace_lock(ws: Workspace, owner: str = "", lend: bool = False) -> Iterator[Path]:
+    """Hold the workspace for the block; raise ``WorkspaceBusyError`` if another holder has it.
+
+    ``lend=True``: a ``workspace_lock`` nested in this one, in this process (the pipeline run of
+    ``asd demo``), takes it again instead of refusing; otherwise even this process is refused.
+    """
     ws.root.mkdir(parents=True, exist_ok=True)
     path = lock_path(ws)
+    if path in _lent:  # nested in a lending holder of this process, which releases it
+        yield path
+        return
+    with _exclusive(path, owner, ws):
+        if lend:
+            _lent.add(path)
+        try:
+            yield path
+        finally:
+            _lent.discard(path)
+
+
+@contextmanager
+def _exclusive(path: Path, owner: str, ws: Workspace) -> Iterator[Path]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
@@ -45,6 +73,59 @@ def workspace_lock(ws: Workspace, owner: str = "") -> Iterator[Path]:
             yield path
         finally:
             os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def pipeline_running(ws: Workspace) -> bool:
+    """Whether any process, this one included, holds the pipeline lock (a probe; holds nothing)."""
+    path = lock_path(ws)
+    if not path.exists():
+        return False
+    with _flock(path, fcntl.LOCK_EX | fcntl.LOCK_NB) as got:
+        return not got
+
+
+@contextmanager
+def workspace_in_use(ws: Workspace) -> Iterator[bool]:
+    """Mark the workspace as used by this process for the block (shared lock on ``.users.lock``).
+
+    Yields False, holding nothing, where the lock file cannot be opened (a read-only workspace).
+    Blocks only while a start-up cleanup holds the lock exclusively (milliseconds).
+    """
+    with _flock(users_lock_path(ws), fcntl.LOCK_SH) as got:
+        yield got
+
+
+@contextmanager
+def sole_user(ws: Workspace) -> Iterator[bool]:
+    """Try to hold ``.users.lock`` exclusively, without waiting: True when no other process (and no
+    other ``workspace_in_use`` of this one) is using the workspace; held for the block."""
+    with _flock(users_lock_path(ws), fcntl.LOCK_EX | fcntl.LOCK_NB) as got:
+        yield got
+
+
+@contextmanager
+def _flock(path: Path, operation: int) -> Iterator[bool]:
+    """``flock(operation)`` on a fresh descriptor of ``path`` for the block; yields whether it was granted."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            yield False
+            return
+    try:
+        try:
+            fcntl.flock(fd, operation)
+        except (BlockingIOError, OSError):
+            yield False
+            return
+        try:
+            yield True
+        finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)

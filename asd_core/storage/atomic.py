@@ -1,16 +1,55 @@
-"""Write-then-rename, so a crash never leaves a half-written artifact and readers see old or new."""
+"""Write-then-rename, so a crash never leaves a half-written artifact and readers see old or new.
+
+Temporary siblings are hidden and name their writer: ``.<name>.<pid>-<host>-<random>.tmp``
+(``.old`` for a folder being replaced), so the start-up of a later command can remove those
+of a writer that is gone (storage/cleanup.py) and never those of one still running.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import shutil
+import socket
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+
+TEMP_NAME = re.compile(r"^\.(?P<final>.+)\.(?P<pid>\d+)-(?P<host>[0-9a-f]{6})-[0-9a-f]{8}\.(?P<kind>tmp|old)$")
+UNOWNED_TEMP_NAME = re.compile(r"^\.(?P<final>.+)\.[0-9a-f]{8}\.(?P<kind>tmp|old)$")  # written before writers were named
+
+
+class TempOwner(NamedTuple):
+    final: str  # the name the temporary stands for
+    pid: int | None  # None: an unnamed writer (older temporaries)
+    host: str | None
+    kind: str  # tmp | old
+
+
+def host_tag() -> str:
+    """Six hex digits naming this machine (workspaces may sit on a disk shared by Dask workers)."""
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
+
+
+def temp_sibling(final: Path, kind: str = "tmp") -> Path:
+    """A hidden sibling name for a temporary ``final`` (file or folder) that names this process."""
+    final = Path(final)
+    return final.with_name(f".{final.name}.{os.getpid()}-{host_tag()}-{uuid.uuid4().hex[:8]}.{kind}")
+
+
+def temp_owner(name: str) -> TempOwner | None:
+    """Who wrote the temporary called ``name``; None if it is not a temporary of these helpers."""
+    if m := TEMP_NAME.match(name):
+        return TempOwner(m["final"], int(m["pid"]), m["host"], m["kind"])
+    if m := UNOWNED_TEMP_NAME.match(name):
+        return TempOwner(m["final"], None, None, m["kind"])
+    return None
 
 
 @contextmanager
@@ -18,7 +57,7 @@ def atomic_path(final: Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``final``; rename it into place only if the block succeeds."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = temp_sibling(final)
     try:
         yield tmp
         os.replace(tmp, final)
@@ -32,8 +71,7 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     """Yield a temporary sibling folder; it replaces ``final`` (old contents removed) only if the block succeeds."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:8]
-    tmp, old = final.with_name(f".{final.name}.{tag}.tmp"), final.with_name(f".{final.name}.{tag}.old")
+    tmp, old = temp_sibling(final), temp_sibling(final, "old")
     tmp.mkdir()
     try:
         yield tmp
