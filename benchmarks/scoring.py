@@ -126,9 +126,10 @@ def _metrics_bench(rows: int, sections: int = 100) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, nargs="+", default=[1000, 10000, 100000])
-    ap.add_argument("--dims", type=int, nargs="+", default=[128, 768, 6144])
+    ap.add_argument("--dims", type=int, nargs="*", default=[128, 768, 6144], help="none: skip the search table")
     ap.add_argument("--fit-budget-tflop", type=float, default=1.5)
     ap.add_argument("--metric-rows", type=int, default=1_000_000)
+    ap.add_argument("--metric-sections", type=int, nargs="+", default=[100, 10_000])
     ap.add_argument("--one", nargs=2, type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -137,7 +138,7 @@ def main() -> None:
     cols = ["n", "dim", "fit_s", "fit_tflop", "peak_rss_MB", "data_MB", "f32_qps", "exact_qps", "exact_cost", "brute64_qps",
             "rel_diff_f32", "rel_diff_exact"]
     print(" ".join(f"{c:>12}" for c in cols), flush=True)
-    for n in args.n:
+    for n in args.n if args.dims else []:
         for dim in args.dims:
             out = subprocess.run([sys.executable, __file__, "--one", str(n), str(dim), "--fit-budget-tflop",
                                   str(args.fit_budget_tflop)], check=True, capture_output=True, text=True).stdout
@@ -145,10 +146,11 @@ def main() -> None:
             r["rel_diff_f32"], r["rel_diff_exact"] = f"{r['rel_diff_f32']:.1e}", f"{r['rel_diff_exact']:.1e}"
             r["fit_s"] = "skipped" if r["fit_s"] is None else r["fit_s"]
             print(" ".join(f"{str(r[c]):>12}" for c in cols), flush=True)
-    if args.metric_rows:
-        m = _metrics_bench(args.metric_rows)
-        print(f"\nmetrics over {m['rows']:,} scores in {m['sections']} sections: DuckDB SQL {m['duckdb_s']} s, "
-              f"pandas + scikit-learn {m['pandas_sklearn_s']} s (official score difference {m['official_diff']:.1e})")
+    for sections in args.metric_sections if args.metric_rows else []:
+        m = _metrics_bench(args.metric_rows, sections)
+        print(f"\nmetrics over {m['rows']:,} scores in {m['sections']:,} sections: DuckDB SQL {m['duckdb_s']} s, "
+              f"pandas + scikit-learn {m['pandas_sklearn_s']} s, ratio {m['pandas_sklearn_s'] / m['duckdb_s']:.1f}x "
+              f"(official score difference {m['official_diff']:.1e})", flush=True)
 
 
 if __name__ == "__main__":

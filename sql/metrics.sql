@@ -69,6 +69,7 @@ SELECT run_id, noise_subset, snr_bin, dataset, machine_type, section, subset,
 FROM roc_segments GROUP BY ALL;
 
 -- Precision / recall / F1 of the decisions per section and domain (that domain's clips).
+-- Precision is 0, not NULL, when the domain has no positive decision (as the official evaluator).
 CREATE OR REPLACE VIEW decision_metrics AS
 WITH c AS (
     SELECT run_id, noise_subset, snr_bin, dataset, machine_type, section, domain,
@@ -77,45 +78,65 @@ WITH c AS (
            count(*) FILTER (WHERE label = 'anomaly' AND decision = 0) AS fn
     FROM scored_clips GROUP BY ALL
 )
-SELECT *, tp / nullif(tp + fp, 0)::DOUBLE AS prec, tp / nullif(tp + fn, 0)::DOUBLE AS recall,
+SELECT *, coalesce(tp / nullif(tp + fp, 0)::DOUBLE, 0.0) AS prec, tp / nullif(tp + fn, 0)::DOUBLE AS recall,
        2 * tp / nullif(2 * tp + fp + fn, 0)::DOUBLE AS f1
 FROM c;
 
--- DCASE 2021-2025: one row per run and section (sections whose clips all have a domain).
--- Each building block is evaluated once and pivoted, not joined once per column.
-CREATE OR REPLACE VIEW section_metrics AS
-WITH counts AS (
-    SELECT run_id, noise_subset, snr_bin, dataset, machine_type, section,
-           count(*) FILTER (WHERE label = 'normal' AND domain = 'source') AS n_source_normal,
-           count(*) FILTER (WHERE label = 'normal' AND domain = 'target') AS n_target_normal,
-           count(*) FILTER (WHERE label = 'anomaly') AS n_anomaly,
-           count(*) FILTER (WHERE domain IS NULL) AS n_no_domain
+-- Every metric of a section from one sort of its distinct scores (what section_metrics and
+-- section_metrics_2020 read). Per distinct score: anomalies p, normals n (ns source, nt target),
+-- and the counts strictly below it. AUC is the Mann-Whitney statistic with ties counting half,
+-- sum_s p_s (n_below_s + n_s / 2) / (P N) (= (R+ - P(P+1)/2) / (P N) with average ranks);
+-- pAUC sums the ROC segments of the same ordering up to FPR 0.1 (McClish).
+CREATE OR REPLACE VIEW section_curves AS
+WITH grp AS (
+    SELECT run_id, noise_subset, snr_bin, dataset, machine_type, section, score,
+           count(*) FILTER (WHERE label = 'anomaly') AS p,
+           count(*) FILTER (WHERE label = 'normal') AS n,
+           count(*) FILTER (WHERE label = 'normal' AND domain = 'source') AS ns,
+           count(*) FILTER (WHERE label = 'normal' AND domain = 'target') AS nt,
+           count(*) FILTER (WHERE domain IS NULL) AS no_domain,
+           count(*) FILTER (WHERE domain = 'source' AND label = 'anomaly' AND decision = 1) AS tp_s,
+           count(*) FILTER (WHERE domain = 'source' AND label = 'normal' AND decision = 1) AS fp_s,
+           count(*) FILTER (WHERE domain = 'source' AND label = 'anomaly') AS pos_s,
+           count(*) FILTER (WHERE domain = 'target' AND label = 'anomaly' AND decision = 1) AS tp_t,
+           count(*) FILTER (WHERE domain = 'target' AND label = 'normal' AND decision = 1) AS fp_t,
+           count(*) FILTER (WHERE domain = 'target' AND label = 'anomaly') AS pos_t
     FROM scored_clips GROUP BY ALL
-), aucs AS (
-    SELECT run_id, noise_subset, snr_bin, dataset, machine_type, section,
-           max(auc) FILTER (WHERE subset = 'source') AS auc_source,
-           max(auc) FILTER (WHERE subset = 'target') AS auc_target,
-           max(pauc) FILTER (WHERE subset = 'all') AS pauc
-    FROM subset_auc GROUP BY ALL
-), decisions AS (
-    SELECT run_id, noise_subset, snr_bin, dataset, machine_type, section,
-           max(prec) FILTER (WHERE domain = 'source') AS precision_source,
-           max(recall) FILTER (WHERE domain = 'source') AS recall_source,
-           max(f1) FILTER (WHERE domain = 'source') AS f1_source,
-           max(prec) FILTER (WHERE domain = 'target') AS precision_target,
-           max(recall) FILTER (WHERE domain = 'target') AS recall_target,
-           max(f1) FILTER (WHERE domain = 'target') AS f1_target
-    FROM decision_metrics GROUP BY ALL
+), cum AS (
+    SELECT *,
+           sum(p) OVER w - p AS p_below, sum(n) OVER w - n AS n_below,
+           sum(ns) OVER w - ns AS ns_below, sum(nt) OVER w - nt AS nt_below,
+           sum(p) OVER s AS pos, sum(n) OVER s AS neg
+    FROM grp
+    WINDOW s AS (PARTITION BY run_id, noise_subset, snr_bin, dataset, machine_type, section),
+           w AS (s ORDER BY score ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 )
-SELECT k.run_id, k.noise_subset, k.snr_bin, k.dataset, k.machine_type, k.section,
-       k.n_source_normal, k.n_target_normal, k.n_anomaly,
-       a.auc_source, a.auc_target, a.pauc,
-       d.precision_source, d.recall_source, d.f1_source,
-       d.precision_target, d.recall_target, d.f1_target
-FROM counts k
-LEFT JOIN aucs a USING (run_id, noise_subset, snr_bin, dataset, machine_type, section)
-LEFT JOIN decisions d USING (run_id, noise_subset, snr_bin, dataset, machine_type, section)
-WHERE k.n_no_domain = 0;
+SELECT run_id, noise_subset, snr_bin, dataset, machine_type, section,
+       sum(ns)::BIGINT AS n_source_normal, sum(nt)::BIGINT AS n_target_normal, sum(p)::BIGINT AS n_anomaly,
+       sum(n)::BIGINT AS n_normal, sum(no_domain)::BIGINT AS n_no_domain,
+       CASE WHEN sum(p) > 0 AND sum(ns) > 0 THEN sum(p * (ns_below + ns / 2.0)) / (sum(p) * sum(ns)) END AS auc_source,
+       CASE WHEN sum(p) > 0 AND sum(nt) > 0 THEN sum(p * (nt_below + nt / 2.0)) / (sum(p) * sum(nt)) END AS auc_target,
+       CASE WHEN sum(p) > 0 AND sum(n) > 0 THEN sum(p * (n_below + n / 2.0)) / (sum(p) * sum(n)) END AS auc_all,
+       CASE WHEN sum(p) > 0 AND sum(n) > 0 THEN mcclish(sum(roc_segment_area(
+           (neg - n_below - n) / neg::DOUBLE, (pos - p_below - p) / pos::DOUBLE,
+           (neg - n_below) / neg::DOUBLE, (pos - p_below) / pos::DOUBLE, 0.1)), 0.1) END AS pauc,
+       sum(tp_s)::BIGINT AS tp_source, sum(fp_s)::BIGINT AS fp_source, sum(pos_s)::BIGINT AS anomaly_source,
+       sum(tp_t)::BIGINT AS tp_target, sum(fp_t)::BIGINT AS fp_target, sum(pos_t)::BIGINT AS anomaly_target
+FROM cum GROUP BY ALL;
+
+-- DCASE 2021-2025: one row per run and section (sections whose clips all have a domain).
+CREATE OR REPLACE VIEW section_metrics AS
+SELECT run_id, noise_subset, snr_bin, dataset, machine_type, section,
+       n_source_normal, n_target_normal, n_anomaly,
+       auc_source, auc_target, pauc,
+       coalesce(tp_source / nullif(tp_source + fp_source, 0)::DOUBLE, 0.0) AS precision_source,
+       tp_source / nullif(anomaly_source, 0)::DOUBLE AS recall_source,
+       2 * tp_source / nullif(tp_source + fp_source + anomaly_source, 0)::DOUBLE AS f1_source,
+       coalesce(tp_target / nullif(tp_target + fp_target, 0)::DOUBLE, 0.0) AS precision_target,
+       tp_target / nullif(anomaly_target, 0)::DOUBLE AS recall_target,
+       2 * tp_target / nullif(tp_target + fp_target + anomaly_target, 0)::DOUBLE AS f1_target
+FROM section_curves
+WHERE n_no_domain = 0;
 
 -- Official score per run and dataset: harmonic mean over all AUC_source, AUC_target and pAUC
 -- values of all machine types and sections; plus the harmonic and arithmetic means of each.
@@ -141,11 +162,10 @@ GROUP BY p.run_id, p.noise_subset, p.snr_bin, p.dataset;
 
 -- DCASE 2020 (and MIMII): per machine id, no domains; AUC and pAUC over all test clips.
 CREATE OR REPLACE VIEW section_metrics_2020 AS
-SELECT a.run_id, a.noise_subset, a.snr_bin, a.dataset, a.machine_type, a.section AS machine_id,
-       a.n_neg AS n_normal, a.n_pos AS n_anomaly, a.auc, a.pauc
-FROM subset_auc a
-WHERE a.subset = 'all' AND (a.run_id, a.noise_subset, a.snr_bin, a.dataset, a.machine_type, a.section) IN (
-    SELECT run_id, noise_subset, snr_bin, dataset, machine_type, section FROM scored_clips GROUP BY ALL HAVING bool_and(domain IS NULL));
+SELECT run_id, noise_subset, snr_bin, dataset, machine_type, section AS machine_id,
+       n_normal, n_anomaly, auc_all AS auc, pauc
+FROM section_curves
+WHERE n_no_domain = n_normal + n_anomaly;
 
 CREATE OR REPLACE VIEW run_metrics_2020 AS
 SELECT run_id, noise_subset, snr_bin, dataset, count(*) AS machine_ids,

@@ -98,3 +98,16 @@ def test_runs_are_separate_and_2020_view(tmp_path):
     sc = [r[4] for r in rows]
     assert auc == pytest.approx(roc_auc_score(y, sc), abs=1e-9)
     assert pauc == pytest.approx(roc_auc_score(y, sc, max_fpr=0.1), abs=1e-9)
+
+
+def test_precision_is_zero_without_positive_decisions(tmp_path):
+    """The official evaluator reports precision 0 (not undefined) when a domain has no positive decision."""
+    rng = np.random.default_rng(11)
+    with connect(Workspace(tmp_path)) as con:
+        _fill(con, rng)
+        con.execute("UPDATE scores SET decision = 0 WHERE clip_id LIKE 'r1-fan-00-source-%'")
+        row = con.execute("SELECT precision_source, recall_source, f1_source, precision_target IS NOT NULL FROM section_metrics "
+                          "WHERE machine_type = 'fan' AND section = '00'").fetchone()
+        prec = con.execute("SELECT prec FROM decision_metrics WHERE machine_type = 'fan' AND section = '00' "
+                           "AND domain = 'source'").fetchone()[0]
+    assert row[:3] == (0.0, 0.0, 0.0) and row[3] and prec == 0.0
