@@ -298,10 +298,10 @@ def test_damaged_card_names_the_file(tmp_path):
 
 def _index_folder(tmp_path):
     from asd_core.scoring import index_store
-    from asd_core.scoring.detector import Detector, ScoringConfig
+    from asd_core.scoring.detectors import get_detector
 
     folder = tmp_path / "indexes" / "x" / "section_00" / "cfg"
-    det = Detector(ScoringConfig()).fit(np.random.default_rng(0).normal(size=(20, 8)).astype(np.float32))
+    det = get_detector("knn").fit(np.random.default_rng(0).normal(size=(20, 8)).astype(np.float32))
     index_store.save(folder, det, 0.5, "h", {})
     return folder
 
