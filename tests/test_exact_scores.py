@@ -100,3 +100,13 @@ def test_saved_index_scores_identically(tight, tmp_path):
             restored, threshold = index_store.load_saved(folder)
             assert threshold == det.threshold_
             np.testing.assert_array_equal(restored.score(x), det.score(x))
+
+
+def test_gwrp_truncation_bound_holds_for_far_neighbours():
+    """A tight cluster beside a far one: the far ranks that a 1e-12 weight cut drops are 1e4x rho."""
+    from asd_core.scoring.density import local_scale
+
+    rng = np.random.default_rng(3)
+    refs = np.vstack([rng.normal(size=(300, 8)) * 1e-3, 10 + rng.normal(size=(300, 8))]).astype(np.float32)
+    r = 0.9
+    np.testing.assert_allclose(local_scale(refs, "euclidean", "gwrp", r=r), _rho64(refs, "euclidean", "gwrp", 1, r), rtol=1e-9)

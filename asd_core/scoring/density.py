@@ -2,9 +2,11 @@
 
 rho is computed once per section from FAISS k-NN among the references, in chunks of queries,
 with the candidates' distances recomputed exactly in float64, so memory is O(chunk x k),
-never N x N. For GWRP only the neighbours whose weight r^(k-1) is at
-least 1e-12 are used (``GWRP_MIN_WEIGHT``): the dropped terms change rho by a relative amount
-below about 1e-12 / (1 - r). With r = 1 every neighbour has weight 1 and all N - 1 are used.
+never N x N. GWRP first uses the neighbours whose weight r^(k-1) is at least 1e-12
+(``GWRP_MIN_WEIGHT``); dropping the rest moves rho by at most r^m * d_max, which relative to a
+small rho can be far above 1e-12 / (1 - r), so references whose bound exceeds ``GWRP_RTOL`` are
+recomputed with enough ranks (``_gwrp``). With r = 1 every neighbour has weight 1 and all N - 1
+are used.
 """
 
 from __future__ import annotations
