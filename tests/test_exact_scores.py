@@ -107,6 +107,7 @@ def test_gwrp_truncation_bound_holds_for_far_neighbours():
     from asd_core.scoring.density import local_scale
 
     rng = np.random.default_rng(3)
-    refs = np.vstack([rng.normal(size=(300, 8)) * 1e-3, 10 + rng.normal(size=(300, 8))]).astype(np.float32)
+    # 263 tight points: ranks 1..262 (weight >= 1e-12 at r = 0.9) stay in the cluster, the far ones come after
+    refs = np.vstack([rng.normal(size=(263, 8)) * 1e-4, 10 + rng.normal(size=(200, 8))]).astype(np.float32)
     r = 0.9
     np.testing.assert_allclose(local_scale(refs, "euclidean", "gwrp", r=r), _rho64(refs, "euclidean", "gwrp", 1, r), rtol=1e-9)
