@@ -10,7 +10,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from asd_core.config import AudioConfig, IngestConfig, Workspace
+from asd_core.config import PIPELINE_SAMPLE_RATE, AudioConfig, IngestConfig, Workspace
 from asd_core.ingest import GroupResult, ingest_group, plan_ingest, summarize_clips, write_quarantine
 from asd_core.storage.catalog import publish_ingest
 
@@ -34,7 +34,7 @@ def ingest_flow(
     workspace: str = "./asd-workspace",
     dataset_name: str | None = None,
     channel: str = "0",
-    sample_rate: int = 16_000,
+    sample_rate: int = PIPELINE_SAMPLE_RATE,
     storage_dtype: str = "int16",
     ground_truth: str | None = None,
     min_relative_duration: float = 0.5,

@@ -15,6 +15,7 @@ from asd_core.config import Workspace
 from asd_core.evaluation.noise import noise_comparison
 from asd_core.mixing.artifacts import read_mixtures
 from asd_core.runtime import configure_threads
+from asd_core.storage.models import read_card
 from asd_core.textable import format_table
 from asd_core.tracking.registry import register_run
 from asd_core.tracking.store import TrackingConfig, training_run
@@ -79,8 +80,8 @@ def train_student_flow(workspace: str = "./asd-workspace", teacher: str | None =
         mlog.log_params({"teacher": teacher, **cfg.to_dict()})
         mlog.log_dict(cfg.to_dict(), "config.json")
         result = train(ws, teacher, cfg, device, on_epoch_end=mlog.log_epoch)
-        card = json.loads((result.model_dir / "config.json").read_text())
-        mlog.log_dict(card, "student_card.json")
+        card = read_card(result.model_dir, "student")
+        mlog.log_dict(dict(card), "student_card.json")
         mlog.log_loss_curves(result.history, ["train_loss", "train_tag_loss", "train_align_loss", "val_loss"])
         report = {"model_dir": str(result.model_dir), "model_hash": result.model_hash, "best_epoch": result.best_epoch,
                   "epochs_run": result.epochs_run, "resumed_from": result.resumed_from, "history": result.history,

@@ -49,7 +49,7 @@ def test_every_stage_key_follows_its_imports_and_only_them(tree):
 def test_an_import_added_inside_a_function_joins_the_closure(tree):
     before = build_graph(tree)
     assert "asd_core.reporting.figures" not in before.closure("flows.ingest")
-    layout = tree / "asd_core" / "ingest" / "layout.py"
+    layout = tree / "asd_core" / "storage" / "paths.py"
     layout.write_text(layout.read_text() + "\n\ndef _late():\n    from asd_core.reporting import figures\n    return figures\n")
     after = build_graph(tree)
     assert "asd_core.reporting.figures" in after.closure("flows.ingest")

@@ -24,12 +24,13 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from asd_core.config import PIPELINE_SAMPLE_RATE
 from asd_core.demo.machines import MACHINES, Anomaly, domain_background, section_params
 from asd_core.demo.noise import NOISE_CLASSES, render_noise
 from asd_core.progress import Progress
 
 logger = logging.getLogger("asd.demo")
-SAMPLE_RATE = 16_000
+SAMPLE_RATE = PIPELINE_SAMPLE_RATE
 LEVEL_RMS = 0.08  # clip level; peaks stay well below full scale
 
 

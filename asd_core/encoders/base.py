@@ -9,6 +9,8 @@ from typing import Sequence
 
 import numpy as np
 
+from asd_core.config import PIPELINE_SAMPLE_RATE
+
 
 class Encoder(ABC):
     """A bundle of preprocessing + model: sample rate, parameters and weights travel together.
@@ -18,7 +20,7 @@ class Encoder(ABC):
     """
 
     name: str
-    sample_rate: int = 16_000
+    sample_rate: int = PIPELINE_SAMPLE_RATE  # of the waveforms ``embed`` expects
     distance: str = "euclidean"  # preferred metric for scoring (methods.md section 1)
 
     @property

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from asd_core.encoders.base import Encoder
-from asd_core.models.beats import pool_tokens
+from asd_core.models.beats import SAMPLE_RATE, pool_tokens
 from asd_core.models.beats_checkpoint import file_hash, load_beats
 
 POOLINGS = ("mean", "time-mean")  # mean over all tokens | temporal mean keeping the frequency patches
@@ -26,6 +26,7 @@ class BeatsEncoder(Encoder):
 
     name = "beats"
     distance = "cosine"
+    sample_rate = SAMPLE_RATE
 
     def __init__(self, checkpoint: str, layer: int | None = None, pooling: str = "mean",
                  clip_seconds: float | None = None, clip_mode: str = "full", device: str | None = None):

@@ -30,7 +30,7 @@ def check_encoder_options(name: str, options: dict) -> None:
     """Cheap checks of the model files ``get_encoder(name, **options)`` will load (a folder of the
     wrong kind, an empty, damaged or planted weights file), so a command fails at once with one
     line, before a flow run starts; reads no tensors."""
-    from asd_core.models.card import check_model_folder
+    from asd_core.storage.models import check_model_folder
     from asd_core.storage.weights import check_weights_file
 
     if name in ("teacher", "student") and options.get("model"):

@@ -39,15 +39,15 @@ class TeacherEncoder(NetEncoder):
     name = "teacher"
 
     def __init__(self, model: str, device: str | None = None, clip_seconds: float | None = None):
-        from asd_core.training.teacher import load_teacher
-
-        from asd_core.models.card import check_model_folder
+        from asd_core.models.loading import load_teacher
+        from asd_core.storage.models import check_model_folder
 
         if model is None:
             raise ValueError("the teacher encoder needs --model DIR (a folder written by `asd train-teacher`)")
         check_model_folder(model, "teacher")  # a student folder, a damaged card or planted weights: one clear error
         self.device = _device(device)
         self.net, self.card = load_teacher(model, self.device)
+        self.sample_rate = self.net.cfg.sample_rate  # the rate it was trained at
         self.clip_seconds = clip_seconds or self.card["train"].get("clip_seconds")
 
     @property
@@ -67,7 +67,7 @@ class StudentEncoder(NetEncoder):
     name = "student"
 
     def __init__(self, model: str, device: str | None = None):
-        from asd_core.training.backbone import load_student_net
+        from asd_core.models.loading import load_student_net
 
         if model is None:
             raise ValueError("the student encoder needs --model DIR (a folder written by `asd train-student`)")

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from asd_core.config import AudioConfig, Workspace
+from asd_core.config import PIPELINE_SAMPLE_RATE, AudioConfig, Workspace
 from asd_core.datasets import audio_io
 from asd_core.datasets.audio_io import AudioFileError
 from asd_core.mixing.snr import MixingError, power
@@ -44,7 +44,7 @@ class NoiseLibraryConfig:
     mismatched: tuple[str, ...] | None = None  # held-out classes; None: classes.csv, else the default rule
     eval_fraction: float = 0.25
     stationarity_db: float = 3.0  # frame-level spread (dB std) below which a noise counts as stationary
-    sample_rate: int = 16_000
+    sample_rate: int = PIPELINE_SAMPLE_RATE
 
 
 @dataclass

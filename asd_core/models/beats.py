@@ -16,7 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from asd_core.config import PIPELINE_SAMPLE_RATE
+
 FBANK_MEAN, FBANK_STD = 15.41663, 6.55582
+# BEATs was pre-trained on 16 kHz audio, which the pipeline rate is by design; the BEATs encoder
+# declares this rate, so embedding refuses audio stored at any other (embedding/embed.py).
+SAMPLE_RATE = PIPELINE_SAMPLE_RATE
 
 
 @dataclass
@@ -53,10 +58,10 @@ class BEATsConfig:
 
 
 def fbank_features(waveforms: torch.Tensor) -> torch.Tensor:
-    """[B, samples] 16 kHz in [-1, 1] -> normalised Kaldi fbank [B, frames, 128]."""
+    """[B, samples] at ``SAMPLE_RATE`` in [-1, 1] -> normalised Kaldi fbank [B, frames, 128]."""
     import torchaudio.compliance.kaldi as kaldi
 
-    feats = [kaldi.fbank(w.unsqueeze(0) * 2**15, num_mel_bins=128, sample_frequency=16000,
+    feats = [kaldi.fbank(w.unsqueeze(0) * 2**15, num_mel_bins=128, sample_frequency=SAMPLE_RATE,
                          frame_length=25, frame_shift=10) for w in waveforms]
     return (torch.stack(feats) - FBANK_MEAN) / (2 * FBANK_STD)
 

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from asd_core.config import PIPELINE_SAMPLE_RATE
+
 
 @dataclass
 class TeacherConfig:
@@ -30,7 +32,7 @@ class TeacherConfig:
     hop_length: int = 256
     channels: tuple[int, ...] = (16, 32, 64, 128)
     embedding_dim: int = 128
-    sample_rate: int = 16_000
+    sample_rate: int = PIPELINE_SAMPLE_RATE
     # How the last block's map becomes the classifier's input: "mean" over frequency and time, or over time only
     # keeping the frequency bins ("time-mean", the default: anomalies often change one band),
     # plus the temporal max ("time-mean-max").

@@ -14,6 +14,7 @@ import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 
+from asd_core.config import PIPELINE_SAMPLE_RATE
 from asd_core.training.student import StudentTrainConfig
 from asd_core.training.teacher import TeacherTrainConfig
 
@@ -32,7 +33,7 @@ class DataConfig:
     dataset_name: str = ""  # "" = derived from each root
     ground_truth: str = ""  # folder with evaluator ground truth, "" = none
     channel: int | str = "0"  # a channel index or "mean"; kept as a string (channel = 1 reads as "1")
-    sample_rate: int = 16_000
+    sample_rate: int = PIPELINE_SAMPLE_RATE
     storage_dtype: str = "int16"
     min_relative_duration: float = 0.5
 

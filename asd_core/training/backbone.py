@@ -13,9 +13,9 @@ from torch import nn
 
 from asd_core.models.beats import PooledBEATs
 from asd_core.models.beats_checkpoint import file_hash, load_beats, save_beats
-from asd_core.models.card import ModelCardError, check_model_folder, read_card
-from asd_core.storage.atomic import atomic_path
-from asd_core.storage.weights import check_weights_file, load_weights
+from asd_core.models.loading import load_teacher
+from asd_core.storage.models import check_model_folder
+from asd_core.storage.weights import check_weights_file
 
 
 _NOT_FOUND = "{path}: teacher not found (give a folder written by `asd train-teacher` or a BEATs checkpoint file)"
@@ -42,8 +42,6 @@ class Backbone:
 
 def load_backbone(path: str | Path, device: str = "cpu", layer: int | None = None, pooling: str = "mean") -> Backbone:
     """A teacher model folder (``config.json`` + ``model.pt``) or a BEATs checkpoint file."""
-    from asd_core.training.teacher import load_teacher
-
     path = Path(path)
     if path.is_dir():
         check_model_folder(path, "teacher")  # a student folder, a damaged card or planted weights: one clear error
@@ -67,42 +65,16 @@ def check_backbone_source(path: str | Path) -> None:
         raise FileNotFoundError(_NOT_FOUND.format(path=path))
 
 
-def save_backbone_weights(backbone: Backbone, folder: Path) -> tuple[Path, bytes]:
-    """``model.pt``: a teacher-layout state dict, or a BEATs checkpoint in the official layout
-    (so a BEATs student also loads with ``asd embed --encoder beats --checkpoint``).
+def backbone_weights(backbone: Backbone) -> bytes:
+    """The ``model.pt`` of a backbone: a teacher-layout state dict, or a BEATs checkpoint in the
+    official layout (so a BEATs student also loads with ``asd embed --encoder beats --checkpoint``).
 
-    Serialised in memory first: torch.save names the archive after the file, so bytes written
-    to a temporary name would not hash the same from run to run. Returns the path and bytes.
+    Serialised in memory: torch.save names the archive after the file, so bytes written to a
+    temporary name would not hash the same from run to run (storage/models.py writes them).
     """
     buf = io.BytesIO()
     if backbone.kind == "beats":
         save_beats(backbone.net.model, buf)
     else:
         torch.save({k: v.detach().cpu() for k, v in backbone.net.state_dict().items()}, buf)
-    target = folder / "model.pt"
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(buf.getvalue())
-    return target, buf.getvalue()
-
-
-def load_student_net(folder: str | Path, device: str = "cpu") -> tuple[nn.Module, dict]:
-    """The student of ``folder`` (written by ``asd train-student``) in eval mode, and its card."""
-    from asd_core.models.teacher import TeacherConfig, TeacherNet
-
-    folder = Path(folder)
-    card = read_card(folder, "student")
-    teacher = card["teacher"]
-    if not isinstance(teacher, dict) or teacher.get("kind") not in ("teacher", "beats"):
-        raise ModelCardError(f"{folder / 'config.json'}: student card has no valid 'teacher' entry")
-    weights = folder / "model.pt"
-    try:
-        if teacher["kind"] == "beats":
-            model, _ = load_beats(weights, device)
-            net = PooledBEATs(model, teacher.get("layer"), teacher.get("pooling", "mean"))
-        else:
-            net = TeacherNet(TeacherConfig.from_card(card["teacher_model"]))
-            net.load_state_dict(load_weights(weights, map_location=device))
-    except (RuntimeError, TypeError, KeyError, AttributeError) as exc:  # weights or card of another architecture
-        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        raise ModelCardError(f"{weights}: weights do not fit the student described in config.json ({first})") from None
-    return net.to(device).eval(), card
+    return buf.getvalue()

@@ -22,15 +22,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from asd_core.config import Workspace
+from asd_core.config import PIPELINE_SAMPLE_RATE, Workspace
 from asd_core.mixing.artifacts import check_planned_on, read_mixtures
 from asd_core.mixing.noise_library import read_noise_library
 from asd_core.mixing.render import render
-from asd_core.storage.atomic import atomic_path
 from asd_core.storage.audio import read_waves
 from asd_core.storage.content import clip_audio_keys, mixture_key, set_key
+from asd_core.storage.models import current_model, set_current, weights_hash, write_model
+from asd_core.storage.paths import model_dir
 from asd_core.training import checkpoint
-from asd_core.training.backbone import Backbone, load_backbone, save_backbone_weights
+from asd_core.training.backbone import Backbone, backbone_weights, load_backbone
 from asd_core.training.data import fix_length
 from asd_core.training.objectives import ObjectiveConfig, student_loss
 
@@ -79,7 +80,7 @@ def _hash(obj) -> str:
 
 
 def student_dir(ws: Workspace, key: str) -> Path:
-    return ws.root / "models" / "student" / key
+    return model_dir(ws, "student", key)
 
 
 def _is_val(mixture_id: str, fraction: float) -> bool:
@@ -105,7 +106,8 @@ def train_student(ws: Workspace, teacher_path: str | Path, cfg: StudentTrainConf
     out = student_dir(ws, key)
     out.mkdir(parents=True, exist_ok=True)
 
-    n = int(round((cfg.clip_seconds or float(np.median([r["num_samples"] for r in mixtures]) / 16_000)) * 16_000))
+    sr = PIPELINE_SAMPLE_RATE  # the mixtures are rendered from the stored clips, at the pipeline rate
+    n = int(round((cfg.clip_seconds or float(np.median([r["num_samples"] for r in mixtures]) / sr)) * sr))
     clean = read_waves(ws, {r["clip_id"] for r in mixtures})
     missing = sorted({r["clip_id"] for r in mixtures} - set(clean))
     if missing:
@@ -190,6 +192,7 @@ def train_student(ws: Workspace, teacher_path: str | Path, cfg: StudentTrainConf
     if state["best"] is not None:
         student.net.load_state_dict(state["best"])
     model_hash = _save_student(out, student, teacher, cfg, tags, state, key)
+    set_current(ws, "student", out, objective=cfg.objective.objective)
     rates = [h["steps_per_s"] for h in state["history"]]
     return StudentResult(out, model_hash, state["epoch"], state["best_epoch"], state["history"], resumed,
                          float(np.mean(rates)) if rates else 0.0)
@@ -211,21 +214,17 @@ def _validate(net, head, idx, batch_size, batch_loss) -> float:
 def _save_student(out: Path, student: Backbone, teacher: Backbone, cfg: StudentTrainConfig, tags: list[str],
                   state: dict, key: str) -> str:
     """``model.pt`` (teacher layout or BEATs official layout) + ``config.json`` with the weights' hash."""
-    _, blob = save_backbone_weights(student, out)
-    model_hash = hashlib.sha256(blob).hexdigest()[:16]
+    blob = backbone_weights(student)
+    model_hash = weights_hash(blob)
     card = {"kind": "student", "key": key, "objective": cfg.objective.objective, "teacher": teacher.describe(),
             "teacher_model": student.net.cfg.to_dict() if teacher.kind == "teacher" else None,
             "train": cfg.to_dict(), "objective_config": cfg.objective.to_dict(), "tags": tags, "model_hash": model_hash,
             "embedding_dim": student.dim, "best_epoch": state["best_epoch"], "history": state["history"]}
-    with atomic_path(out / "config.json") as tmp:
-        tmp.write_text(json.dumps(card, indent=2))
+    write_model(out, blob, card)
     return model_hash
 
 
 def latest_student(ws: Workspace, objective: str | None = None) -> Path:
-    cards = sorted((ws.root / "models" / "student").glob("*/config.json"), key=lambda p: p.stat().st_mtime)
-    if objective:
-        cards = [c for c in cards if json.loads(c.read_text()).get("objective") == objective]
-    if not cards:
-        raise FileNotFoundError(f"no trained {objective or ''} student in {ws.root}; run `asd train-student` first or pass --model")
-    return cards[-1].parent
+    """The student folder ``asd train-student`` wrote last (of ``objective`` when given; the
+    ``CURRENT`` pointer, storage/models.py)."""
+    return current_model(ws, "student", objective)

@@ -36,14 +36,16 @@ import torch
 import torch.nn.functional as F
 
 from asd_core.config import Workspace
-from asd_core.models.card import read_card
+from asd_core.models.loading import load_teacher
 from asd_core.models.teacher import AdaCos, TeacherConfig, TeacherNet
-from asd_core.storage.atomic import atomic_path
 from asd_core.storage.content import clip_audio_keys, set_key
-from asd_core.storage.weights import load_weights
+from asd_core.storage.models import current_model, set_current, weights_hash, write_model
+from asd_core.storage.paths import model_dir
 from asd_core.training import checkpoint
-from asd_core.training.speed import apply_speeds, check_factors, random_crops, speed_class
 from asd_core.training.data import load_training_set
+from asd_core.training.speed import apply_speeds, check_factors, random_crops, speed_class
+
+__all__ = ["TeacherTrainConfig", "TrainResult", "latest_teacher", "load_teacher", "teacher_dir", "train_teacher"]
 
 logger = logging.getLogger("asd.teacher")
 LR_SCHEDULES = ("cosine", "constant")
@@ -107,7 +109,7 @@ class TrainResult:
 
 
 def teacher_dir(ws: Workspace, cfg: TeacherTrainConfig) -> Path:
-    return ws.root / "models" / "teacher" / cfg.key()
+    return model_dir(ws, "teacher", cfg.key())
 
 
 def _is_val(clip_id: str, fraction: float) -> bool:
@@ -190,6 +192,7 @@ def train_teacher(ws: Workspace, cfg: TeacherTrainConfig, device: str | None = N
 
     best = state["best"] or {k: v.cpu() for k, v in net.state_dict().items()}
     model_hash = _save_model(out, best, cfg, classes, state, data_key)
+    set_current(ws, "teacher", out)
     return TrainResult(out, model_hash, state["epoch"], state["best_epoch"], state["history"], resumed)
 
 
@@ -213,27 +216,13 @@ def _save_model(out: Path, best: dict, cfg: TeacherTrainConfig, classes: list[st
     buf = io.BytesIO()
     torch.save(best, buf)
     blob = buf.getvalue()
-    model_hash = hashlib.sha256(blob).hexdigest()[:16]
-    with atomic_path(out / "model.pt") as tmp:
-        tmp.write_bytes(blob)
+    model_hash = weights_hash(blob)
     card = {"model": cfg.model.to_dict(), "train": cfg.to_dict(), "classes": classes, "model_hash": model_hash,
             "best_epoch": state["best_epoch"], "history": state["history"], "data_key": data_key}
-    with atomic_path(out / "config.json") as tmp:
-        tmp.write_text(json.dumps(card, indent=2))
+    write_model(out, blob, card)
     return model_hash
 
 
-def load_teacher(model_dir: str | Path, device: str = "cpu") -> tuple[TeacherNet, dict]:
-    """The teacher of a ``train-teacher`` folder: its card checked for kind, weights read weights-only."""
-    model_dir = Path(model_dir)
-    card = read_card(model_dir, "teacher")
-    net = TeacherNet(TeacherConfig.from_card(card["model"]))
-    net.load_state_dict(load_weights(model_dir / "model.pt", map_location=device))
-    return net.to(device).eval(), card
-
-
 def latest_teacher(ws: Workspace) -> Path:
-    cards = sorted((ws.root / "models" / "teacher").glob("*/config.json"), key=lambda p: p.stat().st_mtime)
-    if not cards:
-        raise FileNotFoundError(f"no trained teacher in {ws.root}; run `asd train-teacher` first or pass --model")
-    return cards[-1].parent
+    """The teacher folder ``asd train-teacher`` wrote last (the ``CURRENT`` pointer, storage/models.py)."""
+    return current_model(ws, "teacher")
