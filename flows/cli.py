@@ -173,16 +173,16 @@ def _toml_str(value) -> str:
 
 
 def cmd_demo(args) -> int:
-    from asd_core.demo import make_demo_data
-    from asd_core.pipeline.demo import demo_config
-    from flows.pipeline import pipeline_flow
+    from asd_core.pipeline.demo import demo_config, demo_data_dir, demo_session
 
     ws = args.workspace
-    data = ws / "demo-data"
+    data = demo_data_dir(ws)
     cfg = demo_config(ws, data, args.set)  # --set errors come before any file is written
-    counts = make_demo_data(data, seed=args.seed, size=args.size)
-    print(f"demo data: {counts['clips']} clips of {', '.join(counts['machines'])} and {counts['noise_files']} noise files under {data}")
-    r = pipeline_flow(config=cfg.to_dict(), refresh=args.refresh)
+    with demo_session(ws, seed=args.seed, size=args.size) as counts:  # a busy workspace: refused before writing
+        print(f"demo data: {counts['clips']} clips of {', '.join(counts['machines'])} and {counts['noise_files']} noise files under {data}")
+        from flows.pipeline import pipeline_flow  # imports prefect (starts its server) only once the workspace is ours
+
+        r = pipeline_flow(config=cfg.to_dict(), refresh=args.refresh)
     _print_pipeline_report(r, ws)
     return 0
 
@@ -293,6 +293,9 @@ def cmd_train_student(args) -> int:
         from asd_core.training.teacher import latest_teacher
 
         teacher = latest_teacher(Workspace(args.workspace))
+    from asd_core.training.backbone import check_backbone_source
+
+    check_backbone_source(teacher)  # a wrong or damaged teacher fails before Prefect starts
     r = train_student_flow(workspace=str(args.workspace), teacher=str(teacher), config=config, device=args.device,
                            threads=args.threads, tracking_uri=args.tracking_uri, model_name=args.model_name,
                            evaluate=not args.no_evaluate, register=not args.no_register)
@@ -706,15 +709,26 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _prefect_env()
+    if argv is None:  # the `asd` process itself; tests call main(argv) inside one long-lived process
+        from flows import prefect_server
+
+        prefect_server.install()  # its temporary Prefect server dies with it; SIGTERM unwinds like Ctrl-C
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("asd").setLevel(logging.INFO)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         _check_workspace_arg(args)  # before any flow, so a bad workspace fails at once, not after Prefect starts
-        return args.func(args)
+        from asd_core.storage.cleanup import workspace_session
+
+        workspace = None if args.command in NO_WORKSPACE_COMMANDS else getattr(args, "workspace", None)
+        with workspace_session(workspace, clean=args.command not in READ_ONLY_COMMANDS):  # leftovers of dead runs go first
+            return args.func(args)
     except (ValueError, OSError, RuntimeError) as exc:  # our own errors, and OSErrors, name what and where
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (prefect_server.install)
+        print(f"error: {str(exc) or 'interrupted'}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
