@@ -2,6 +2,42 @@
 
 Each stage reads typed inputs and writes typed outputs; see ``asd_core.schemas`` for the
 declared Parquet schemas and ``asd_core.config`` for the configuration objects.
+
+Layers, bottom-up (``LAYERS`` below; tests/test_architecture.py enforces it): a module imports
+from its own package and from packages of lower layers only, never from a package of its own
+layer or above, and no modules import each other in a cycle. ``flows`` (the Prefect flows and
+the CLI) sits on top; nothing in ``asd_core`` imports it.
+
+====  ====================================  =====================================================
+ 0    config, schemas, progress, runtime,   configuration objects, Parquet schemas, small helpers
+      textable
+ 1    storage                               everything on disk: workspace paths, waveforms,
+                                            embeddings + encoder cards, model folders + CURRENT
+                                            pointers, weights files, atomic writes, DuckDB
+ 2    datasets, demo                        WAV decoding and dataset naming; demo data generator
+ 3    ingest, models                        dataset roots -> clips/audio; torch modules + loading
+ 4    encoders, mixing                      waveform -> vector; noise library, mixture plans
+ 5    embedding, training                   embed a (clip id, waveform) source; teacher/student
+ 6    scoring                               detectors, FAISS indexes, scoring runs
+ 7    evaluation, tracking                  metric tables; MLflow store and registry
+ 8    reporting                             run reports (figures, HTML)
+ 9    pipeline                              the configured run: config file, cache keys, results
+10    flows                                 Prefect flows and the ``asd`` CLI (outside asd_core)
+====  ====================================  =====================================================
 """
 
 __version__ = "0.1.0"
+
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("config", "schemas", "progress", "runtime", "textable"),
+    ("storage",),
+    ("datasets", "demo"),
+    ("ingest", "models"),
+    ("encoders", "mixing"),
+    ("embedding", "training"),
+    ("scoring",),
+    ("evaluation", "tracking"),
+    ("reporting",),
+    ("pipeline",),
+    ("flows",),
+)
