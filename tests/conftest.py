@@ -64,3 +64,31 @@ def _ingest_tree(ws_root: Path, tree: Path, dataset: str = "demo"):
 def ingest_tree():
     """``ingest_tree(ws_root, tree) -> Workspace``: a workspace holding the ingested tree."""
     return _ingest_tree
+
+
+@pytest.fixture(scope="session")
+def teacher_config():
+    """``teacher_config(**overrides) -> TeacherTrainConfig``: the tiny teacher the tests train
+    (three blocks, 8 epochs on the small demo data; about 10 s on two idle CPU cores)."""
+    from asd_core.models.teacher import TeacherConfig
+    from asd_core.training.teacher import TeacherTrainConfig
+
+    def make(**kw) -> "TeacherTrainConfig":
+        model = kw.pop("model", TeacherConfig(n_mels=32, channels=(8, 16, 32), embedding_dim=32))
+        kw.setdefault("epochs", 8)
+        kw.setdefault("batch_size", 32)
+        kw.setdefault("patience", 100)
+        return TeacherTrainConfig(model=model, **kw)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def trained_teacher(tmp_path_factory, demo_small, teacher_config):
+    """``(workspace, TrainResult)``: one teacher of ``teacher_config()`` trained once per session on
+    the small demo data, for every test that needs *a* trained teacher (treat both as read-only;
+    tests of training itself, such as resume or determinism, train their own copies)."""
+    from asd_core.training.teacher import train_teacher
+
+    ws = _ingest_tree(tmp_path_factory.mktemp("ws-trained-teacher"), demo_small)
+    return ws, train_teacher(ws, teacher_config(), device="cpu")

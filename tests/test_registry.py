@@ -9,24 +9,21 @@ import pytest
 from scipy.stats import hmean
 from sklearn.metrics import roc_auc_score
 
-from asd_core.models.teacher import TeacherConfig
 from asd_core.storage.catalog import connect, query_rows
 from asd_core.tracking.registry import aliases
 from asd_core.tracking.store import TrackingConfig, client
-from asd_core.training.teacher import TeacherTrainConfig, train_teacher
 from flows.cli import main
 
 
 @pytest.fixture(scope="module")
-def flow_ws(tmp_path_factory, demo_small, prefect_harness, ingest_tree):
+def flow_ws(tmp_path_factory, demo_small, prefect_harness, ingest_tree, trained_teacher):
     from flows.mix import mix_flow
     from flows.train_student import train_student_flow
 
     ws = ingest_tree(tmp_path_factory.mktemp("ws-registry"), demo_small)
     mix_flow(workspace=str(ws.root), noise=str(demo_small / "noise"), eval_subsets=["non-stationary", "mismatched"],
              eval_bins=[[-10, 0], [0, 10]])
-    teacher = train_teacher(ws, TeacherTrainConfig(model=TeacherConfig(n_mels=32, channels=(8, 16), embedding_dim=16),
-                                                   epochs=3, batch_size=32, patience=100), device="cpu").model_dir
+    teacher = trained_teacher[1].model_dir  # the session's shared tiny teacher (conftest.py)
     report = train_student_flow(workspace=str(ws.root), teacher=str(teacher),
                                 config={"epochs": 2, "batch_size": 16, "lr": 3e-3, "patience": 100})
     return ws, report

@@ -10,12 +10,8 @@ import pytest
 import torch
 
 from asd_core.config import Workspace
-from asd_core.models.teacher import TeacherConfig
 from asd_core.training.objectives import ObjectiveConfig, alignment_target, student_loss
 from asd_core.training.student import StudentTrainConfig, train_student
-from asd_core.training.teacher import TeacherTrainConfig, train_teacher
-
-TINY_TEACHER = TeacherConfig(n_mels=32, channels=(8, 16), embedding_dim=16)
 
 
 def _losses(cfg, seed=0):
@@ -57,9 +53,9 @@ def ws(tmp_path_factory, demo_small, prefect_harness, ingest_tree):
 
 
 @pytest.fixture(scope="module")
-def teacher(ws):
-    cfg = TeacherTrainConfig(model=TINY_TEACHER, epochs=2, batch_size=32, patience=100)
-    return train_teacher(ws, cfg, device="cpu").model_dir
+def teacher(trained_teacher):
+    """The session's shared tiny teacher (conftest.py), trained on the same demo clips."""
+    return trained_teacher[1].model_dir
 
 
 def _cfg(**kw):
@@ -101,7 +97,7 @@ def test_student_encoder_and_oracle(ws, teacher):
 
     result = train_student(ws, teacher, _cfg(epochs=1, objective=ObjectiveConfig("denoise")), device="cpu")
     student = get_encoder("student", model=str(result.model_dir), device="cpu")
-    assert student.name == "student-denoise" and student.dim == 32 + 8 * 16 + 16 * 8  # the teacher's multi-level width
+    assert student.name == "student-denoise" and student.dim == 32 + 8 * 16 + 16 * 8 + 32 * 4  # the teacher's multi-level width
     x = [np.random.default_rng(0).standard_normal(32000).astype(np.float32)]
     assert student.embed(x).shape == (1, student.dim)
 
