@@ -29,7 +29,7 @@ from asd_core.pipeline.lock import workspace_lock
 from asd_core.evaluation.noise import noise_comparison
 from asd_core.pipeline.results import results_table
 from asd_core.storage.catalog import connect
-from asd_core.storage.paths import (all_files, embeddings_dir, mixtures_file, noisy_clips_file, run_dir,
+from asd_core.storage.paths import (all_files, encoder_card_file, mixtures_file, noisy_clips_file, run_dir,
                                     stage_cache_dir)
 from asd_core.textable import format_table
 from flows.embed import embed_flow
@@ -190,7 +190,7 @@ def _run(cfg: PipelineConfig, ws: Workspace, run: StageRunner, shard_runner) -> 
         embed_keys[enc] = stage_key(f"embed-{enc}", code["embed"], clips=clips_fp, model=model_fp.get(enc),
                                     options=key_opts, noisy=noisy, mixtures=mixtures_fp if noisy else None, device=device)
         embeds[enc] = run(f"embed-{enc}", embed_keys[enc], embed_with_runner,
-                          present=lambda r: (embeddings_dir(ws, r["encoder"], r["encoder_version"]) / "encoder.json").exists(),
+                          present=lambda r: encoder_card_file(ws, r["encoder"], r["encoder_version"]).exists(),
                           **kwargs)
 
     # --- scores and reports ---------------------------------------------------------------------
