@@ -16,13 +16,16 @@ the CLI) sits on top; nothing in ``asd_core`` imports it.
                                             pointers, weights files, atomic writes, DuckDB
  2    datasets, demo                        WAV decoding and dataset naming; demo data generator
  3    ingest, models                        dataset roots -> clips/audio; torch modules + loading
- 4    encoders, mixing                      waveform -> vector; noise library, mixture plans
- 5    embedding, training                   embed a (clip id, waveform) source; teacher/student
- 6    scoring                               detectors, FAISS indexes, scoring runs
- 7    evaluation, tracking                  metric tables; MLflow store and registry
- 8    reporting                             run reports (figures, HTML)
- 9    pipeline                              the configured run: config file, cache keys, results
-10    flows                                 Prefect flows and the ``asd`` CLI (outside asd_core)
+ 4    encoders                              waveform -> vector (never imports training)
+ 5    embedding, mixing                     embed any (clip id, waveform) source; noise library,
+                                            mixture plans and rendering (peers: neither imports
+                                            the other, the embed flow joins them)
+ 6    training                              teacher and student training
+ 7    scoring                               detectors, FAISS indexes, scoring runs
+ 8    evaluation, tracking                  metric tables; MLflow store and registry
+ 9    reporting                             run reports (figures, HTML)
+10    pipeline                              the configured run: config file, cache keys, results
+11    flows                                 Prefect flows and the ``asd`` CLI (outside asd_core)
 ====  ====================================  =====================================================
 """
 
@@ -33,8 +36,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("storage",),
     ("datasets", "demo"),
     ("ingest", "models"),
-    ("encoders", "mixing"),
-    ("embedding", "training"),
+    ("encoders",),
+    ("embedding", "mixing"),
+    ("training",),
     ("scoring",),
     ("evaluation", "tracking"),
     ("reporting",),
