@@ -2,7 +2,7 @@
 -> evaluation -> MLflow registration, from one PipelineConfig.
 
 Each stage is a Prefect task whose cache key is the content of its inputs plus the version of
-its code (asd_core/pipeline/fingerprint.py); results persist under ``<workspace>/cache``, so a
+its code (asd_core/pipeline/fingerprint.py); results persist as JSON under ``<workspace>/cache/stages``, so a
 re-run recomputes only the stages whose inputs or code changed. A cached stage whose outputs
 have since disappeared from the workspace runs again. One pipeline run per workspace at a time.
 """
@@ -18,7 +18,7 @@ from typing import Callable
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.context import get_run_context
-from prefect.filesystems import LocalFileSystem
+from prefect.states import Completed
 
 from asd_core.config import Workspace
 from asd_core.pipeline.config import PipelineConfig, PipelineConfigError, load_config
@@ -29,8 +29,8 @@ from asd_core.pipeline.lock import workspace_lock
 from asd_core.evaluation.noise import noise_comparison
 from asd_core.pipeline.results import results_table
 from asd_core.storage.catalog import connect
-from asd_core.storage.paths import (all_files, encoder_card_file, mixtures_file, noisy_clips_file, run_dir,
-                                    stage_cache_dir)
+from asd_core.storage.paths import all_files, encoder_card_file, mixtures_file, noisy_clips_file, run_dir
+from asd_core.storage.stage_results import as_plain, read_stage_result, write_stage_result
 from asd_core.textable import format_table
 from flows.embed import embed_flow
 from flows.ingest import ingest_flow
@@ -54,45 +54,42 @@ def stage_code_versions(graph: ImportGraph | None = None) -> dict[str, str]:
     return {name: graph.code_version(entry) for name, entry in STAGE_ENTRY.items()}
 
 
-def _stage_cache_key(context, parameters: dict) -> str:
-    return parameters["key"]
-
-
-@task(persist_result=True, cache_key_fn=_stage_cache_key)
+@task
 def stage(name: str, key: str, fn: Callable, kwargs: dict):
-    """One pipeline stage: ``fn(**kwargs)``, skipped when a run with the same key completed."""
+    """One pipeline stage: ``fn(**kwargs)``."""
     return fn(**kwargs)
+
+
+@task
+def cached_stage(name: str, key: str):
+    """A stage whose result was found under its key: shown as Cached in the Prefect UI."""
+    return Completed(name="Cached", message=f"result of {key} found in the workspace cache")
 
 
 @dataclass
 class StageRunner:
-    """Runs stages through the cached task and records what each one did."""
+    """Runs stages, skipping those whose key has a stored result (storage/stage_results.py: plain
+    JSON, never a pickle), and records what each one did."""
 
-    storage: LocalFileSystem
+    ws: Workspace
     refresh: bool = False
     log: list[dict] = field(default_factory=list)
 
     def __call__(self, name: str, key: str, fn: Callable, present: Callable[[object], bool] = lambda r: True, **kwargs):
         t0, started = time.perf_counter(), time.time()
-        task_ = stage.with_options(name=f"stage-{name.split('-')[0]}", task_run_name=name, result_storage=self.storage,
-                                   refresh_cache=self.refresh)
-        state = task_(name, key, fn, kwargs, return_state=True)
-        result = state.result()
-        cached = state.name == "Cached"
-        if cached and not present(result):  # cached, but its outputs left the workspace
+        result = None if self.refresh else read_stage_result(self.ws, key)
+        cached = result is not None and present(result)
+        if result is not None and not cached:  # cached, but its outputs left the workspace
             get_run_logger().warning("stage %s: cached result found but its outputs are gone; recomputing", name)
-            state = task_.with_options(refresh_cache=True)(name, key, fn, kwargs, return_state=True)
-            result, cached = state.result(), False
+        if cached:
+            cached_stage.with_options(name=f"stage-{name.split('-')[0]}", task_run_name=name)(name, key)
+        else:
+            task_ = stage.with_options(name=f"stage-{name.split('-')[0]}", task_run_name=name)
+            result = as_plain(task_(name, key, fn, kwargs))  # the same types a later cache hit reads back
+            write_stage_result(self.ws, key, result)
         self.log.append({"stage": name, "status": "cached" if cached else "computed",
                          "seconds": round(time.perf_counter() - t0, 2), "started": started, "key": key})
         return result
-
-
-def cache_storage(ws: Workspace) -> LocalFileSystem:
-    """The stage results live in the workspace (delete the workspace, lose its cache)."""
-    storage = LocalFileSystem(basepath=str(stage_cache_dir(ws)))
-    storage.save(f"asd-cache-{digest(str(ws.root))[:12]}", overwrite=True)
-    return storage
 
 
 @flow(name="asd-pipeline")
@@ -108,7 +105,7 @@ def pipeline_flow(config_file: str | None = None, overrides: list[str] | None = 
     ws = Workspace(Path(cfg.workspace)).ensure()
     ctx = get_run_context()
     with workspace_lock(ws, owner=f"flow run {ctx.flow_run.name} ({ctx.flow_run.id})"):
-        runner = StageRunner(cache_storage(ws), refresh)
+        runner = StageRunner(ws, refresh)
         with shard_task_runner(cfg.runner) as shard_runner:
             return _run(cfg, ws, runner, shard_runner)
 

@@ -397,3 +397,23 @@ def test_good_models_pass_the_checks(tmp_path):
     check_backbone_source(tmp_path / "b.pt")
     with pytest.raises(FileNotFoundError, match="teacher not found"):
         check_backbone_source(tmp_path / "nope")
+
+
+def test_planted_stage_cache_record_is_never_unpickled(tmp_path):
+    """The pipeline's stage cache reads JSON it wrote itself; a planted pickle (Prefect's result
+    records could name the pickle serializer) is ignored, and the stage recomputes."""
+    import pickle
+
+    from asd_core.config import Workspace
+    from asd_core.storage.stage_results import read_stage_result, stage_result_file, write_stage_result
+
+    ws = Workspace(tmp_path / "ws")
+    marker = tmp_path / "ran"
+    path = stage_result_file(ws, "ingest-abc")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(pickle.dumps(Payload(marker)))
+    assert read_stage_result(ws, "ingest-abc") is None and not marker.exists()
+    path.write_text('{"key": "other", "result": 1}')  # a record of another key is not this stage's result
+    assert read_stage_result(ws, "ingest-abc") is None
+    write_stage_result(ws, "ingest-abc", {"model_dir": tmp_path, "n": 3})
+    assert read_stage_result(ws, "ingest-abc") == {"model_dir": str(tmp_path), "n": 3}
