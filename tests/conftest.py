@@ -92,3 +92,11 @@ def trained_teacher(tmp_path_factory, demo_small, teacher_config):
 
     ws = _ingest_tree(tmp_path_factory.mktemp("ws-trained-teacher"), demo_small)
     return ws, train_teacher(ws, teacher_config(), device="cpu")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Say when the default fast tier left slow tests out (``addopts`` in pyproject.toml)."""
+    slow = [i for i in terminalreporter.stats.get("deselected", []) if i.get_closest_marker("slow")]
+    if slow and config.getoption("markexpr") == "not slow":
+        terminalreporter.write_line(f"fast tier: {len(slow)} slow tests not run; `pytest -m 'slow or not slow'` "
+                                    "or `bash scripts/test.sh` runs both tiers, `pytest -m slow` the slow one")

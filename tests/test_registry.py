@@ -14,6 +14,9 @@ from asd_core.tracking.registry import aliases
 from asd_core.tracking.store import TrackingConfig, client
 from flows.cli import main
 
+# The module fixture (mix, student flow with MLflow, evaluation runs) alone takes 30-35 s.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def flow_ws(tmp_path_factory, demo_small, prefect_harness, ingest_tree, trained_teacher):

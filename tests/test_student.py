@@ -62,6 +62,7 @@ def _cfg(**kw):
     return StudentTrainConfig(epochs=kw.pop("epochs", 4), batch_size=16, lr=3e-3, patience=100, **kw)
 
 
+@pytest.mark.slow  # two student trainings (whole and interrupted + resumed): over 30 s with the module's setup
 def test_student_loss_decreases_and_is_deterministic_across_resume(ws, teacher):
     full = train_student(ws, teacher, _cfg(), device="cpu")
     hist = full.history

@@ -121,6 +121,7 @@ def test_embeddings_separate_anomalies_and_training_separates_classes(ws, traine
     assert separation["trained", "multi-level"] > 1.15 * separation["untrained", "multi-level"], separation
 
 
+@pytest.mark.slow  # trains the 8-epoch teacher again: 25-30 s on two busy cores
 def test_deterministic_for_a_seed(ws, trained, teacher_config, tmp_path):
     other = _copy(ws, tmp_path / "copy")
     again = train_teacher(other, teacher_config(), device="cpu")
@@ -128,6 +129,7 @@ def test_deterministic_for_a_seed(ws, trained, teacher_config, tmp_path):
     assert [h["train_loss"] for h in again.history] == [h["train_loss"] for h in trained.history]
 
 
+@pytest.mark.slow  # trains the 8-epoch teacher again, interrupted and resumed: over 30 s
 def test_resume_after_interruption_gives_the_same_model(ws, trained, teacher_config, tmp_path):
     other = _copy(ws, tmp_path / "resume")
 
