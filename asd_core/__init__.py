@@ -9,8 +9,8 @@ layer or above, and no modules import each other in a cycle. ``flows`` (the Pref
 the CLI) sits on top; nothing in ``asd_core`` imports it.
 
 ====  ====================================  =====================================================
- 0    config, schemas, progress, runtime,   configuration objects, Parquet schemas, small helpers
-      textable
+ 0    config, choices, schemas, progress,   configuration objects, names offered on the command
+      runtime, textable                     line, Parquet schemas, small helpers
  1    storage                               everything on disk: workspace paths, waveforms,
                                             embeddings + encoder cards, model folders + CURRENT
                                             pointers, weights files, atomic writes, DuckDB
@@ -32,7 +32,7 @@ the CLI) sits on top; nothing in ``asd_core`` imports it.
 __version__ = "0.1.0"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("config", "schemas", "progress", "runtime", "textable"),
+    ("config", "choices", "schemas", "progress", "runtime", "textable"),
     ("storage",),
     ("datasets", "demo"),
     ("ingest", "models"),

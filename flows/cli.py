@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+from asd_core.config import PIPELINE_SAMPLE_RATE
+
 DEFAULT_WORKSPACE = "./asd-workspace"
 
 
@@ -224,20 +226,15 @@ def cmd_embed(args) -> int:
     from flows.embed import embed_flow
 
     from asd_core.config import Workspace
+    from asd_core.storage.models import current_model
 
     options = {}
     if args.encoder == "teacher":
-        from asd_core.training.teacher import latest_teacher
-
-        options = {"model": str(args.model or latest_teacher(Workspace(args.workspace)))}
+        options = {"model": str(args.model or current_model(Workspace(args.workspace), "teacher"))}
     elif args.encoder == "student":
-        from asd_core.training.student import latest_student
-
-        options = {"model": str(args.model or latest_student(Workspace(args.workspace)))}
+        options = {"model": str(args.model or current_model(Workspace(args.workspace), "student"))}
     elif args.encoder == "oracle":
-        from asd_core.training.teacher import latest_teacher
-
-        teacher = args.checkpoint or args.model or latest_teacher(Workspace(args.workspace))
+        teacher = args.checkpoint or args.model or current_model(Workspace(args.workspace), "teacher")
         options = {"teacher": str(teacher), "lam": args.lam}
         if args.checkpoint:
             options.update(layer=args.layer, pooling=args.pooling)
@@ -290,9 +287,9 @@ def cmd_train_student(args) -> int:
     teacher = args.teacher
     if teacher is None:
         from asd_core.config import Workspace
-        from asd_core.training.teacher import latest_teacher
+        from asd_core.storage.models import current_model
 
-        teacher = latest_teacher(Workspace(args.workspace))
+        teacher = current_model(Workspace(args.workspace), "teacher")
     from asd_core.training.backbone import check_backbone_source
 
     check_backbone_source(teacher)  # a wrong or damaged teacher fails before Prefect starts
@@ -461,7 +458,7 @@ def _add_tracking(p: argparse.ArgumentParser) -> None:
 
 def _add_ingest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channel", default="0", help="channel of multichannel files: an index or 'mean' (default: %(default)s)")
-    p.add_argument("--sample-rate", type=int, default=16_000, help="pipeline sample rate; other rates are resampled (default: %(default)s)")
+    p.add_argument("--sample-rate", type=int, default=PIPELINE_SAMPLE_RATE, help="pipeline sample rate; other rates are resampled (default: %(default)s)")
     p.add_argument("--storage-dtype", choices=["int16", "float32"], default="int16", help="waveform storage type (default: %(default)s)")
 
 
@@ -491,13 +488,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_workspace(p)
     p.set_defaults(func=cmd_ingest)
 
-    from asd_core.encoders import list_encoders
-    from asd_core.scoring.detector import NORMALIZATIONS
+    from asd_core.choices import ENCODER_NAMES, NORMALIZATIONS
 
     p = sub.add_parser("embed", help="embed every ingested clip with an encoder (Prefect flow)",
                        description="Write Parquet embeddings (clip_id, encoder, encoder_version, vector); clips "
                                    "already embedded by the same encoder version are skipped.")
-    p.add_argument("--encoder", default="logmel-stats", choices=list_encoders())
+    p.add_argument("--encoder", default="logmel-stats", choices=ENCODER_NAMES)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--threads", type=int, default=None, help="torch/FAISS threads (default: all available cores)")
     p.add_argument("--workers", type=int, default=0,
@@ -608,7 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "<workspace>/indexes, re-used while unchanged), score the test clips, decide with "
                                    "one threshold per section, and publish runs/scores/thresholds to asd.duckdb.")
     p.add_argument("--encoder", default="logmel-stats",
-                   help="an encoder with embeddings in the workspace: " + ", ".join(list_encoders()) +
+                   help="an encoder with embeddings in the workspace: " + ", ".join(ENCODER_NAMES) +
                         " (students are named student-<objective>) (default: %(default)s)")
     p.add_argument("--noisy", action="store_true",
                    help="also score the noisy test clips (asd mix, asd embed --noisy): metrics per noise subset and SNR bin")

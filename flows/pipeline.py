@@ -25,7 +25,7 @@ from asd_core.pipeline.config import PipelineConfig, PipelineConfigError, load_c
 from asd_core.pipeline.code_graph import ImportGraph, build_graph
 from asd_core.pipeline.fingerprint import (artifact_fingerprint, clips_fingerprint, digest, file_sha256, stage_key,
                                            tree_fingerprint)
-from asd_core.pipeline.lock import workspace_lock
+from asd_core.storage.lock import workspace_lock
 from asd_core.evaluation.noise import noise_comparison
 from asd_core.pipeline.results import results_table
 from asd_core.storage.catalog import connect

@@ -9,7 +9,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
 from asd_core.config import Workspace
-from asd_core.pipeline.lock import workspace_lock
+from asd_core.storage.lock import workspace_lock
 from asd_core.pipeline.results import results_table
 from asd_core.storage.embeddings import newest_encoder_cards
 from flows.embed import embed_flow

@@ -127,3 +127,13 @@ def test_forget_lists_first_and_removes_only_with_yes(tmp_path, demo_small, inge
     assert main(["forget", "--workspace", str(ws.root), "--dataset", "demo", "--yes"]) == 0
     assert "removed" in capsys.readouterr().out
     assert _clip_count(ws) == 0 and not list(ws.artifact_dir("audio").rglob("*.parquet"))
+
+
+def test_command_line_choices_match_the_implementations():
+    """asd_core/choices.py names what the CLI offers without importing it; the registries must agree."""
+    from asd_core.choices import ENCODER_NAMES, NORMALIZATIONS
+    from asd_core.encoders import list_encoders
+    from asd_core.scoring.detectors import DETECTORS
+
+    assert sorted(ENCODER_NAMES) == list_encoders()
+    assert set(NORMALIZATIONS) == set(DETECTORS)

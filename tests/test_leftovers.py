@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from asd_core.config import Workspace
-from asd_core.pipeline.lock import WorkspaceBusyError, pipeline_running, workspace_in_use, workspace_lock
+from asd_core.storage.lock import WorkspaceBusyError, pipeline_running, workspace_in_use, workspace_lock
 from asd_core.storage.atomic import atomic_dir, atomic_path, temp_owner, temp_sibling
 from asd_core.storage.cleanup import remove_leftovers, workspace_session
 
@@ -69,7 +69,7 @@ def _holder(ws: Workspace, lock: str) -> subprocess.Popen:
     return _spawn(f"""
         import time
         from asd_core.config import Workspace
-        from asd_core.pipeline.lock import workspace_in_use, workspace_lock
+        from asd_core.storage.lock import workspace_in_use, workspace_lock
         ws = Workspace({str(ws.root)!r})
         with {call}:
             print("held", flush=True)
@@ -203,7 +203,7 @@ def test_workspace_session_cleans_then_marks_the_workspace_in_use(tmp_path):
         assert sorted(removed) == sorted([dead_tmp, ws.parquet / ".old.0123abcd.tmp"])
         other = _spawn(f"""
             from asd_core.config import Workspace
-            from asd_core.pipeline.lock import sole_user
+            from asd_core.storage.lock import sole_user
             with sole_user(Workspace({str(ws.root)!r})) as alone:
                 print(alone, flush=True)
         """)
@@ -259,7 +259,7 @@ def test_demo_holds_the_workspace_from_its_data_to_its_pipeline(tmp_path, monkey
         assert pipeline_running(ws)  # still held until the demo ends
         other = _spawn(f"""
             from asd_core.config import Workspace
-            from asd_core.pipeline.lock import WorkspaceBusyError, workspace_lock
+            from asd_core.storage.lock import WorkspaceBusyError, workspace_lock
             try:
                 with workspace_lock(Workspace({str(ws.root)!r})):
                     print("got it", flush=True)

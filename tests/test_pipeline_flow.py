@@ -15,7 +15,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from asd_core.config import Workspace
-from asd_core.pipeline.lock import WorkspaceBusyError, workspace_lock
+from asd_core.storage.lock import WorkspaceBusyError, workspace_lock
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow

@@ -102,7 +102,7 @@ def forget_dataset(ws: Workspace, dataset: str, dry_run: bool = False) -> Forget
     report = _survey(ws, dataset, dry_run)
     if dry_run or report.nothing:
         return report
-    from asd_core.pipeline.lock import workspace_lock
+    from asd_core.storage.lock import workspace_lock
     from asd_core.storage.catalog import publish_ingest
 
     with workspace_lock(ws, owner=f"asd forget --dataset {dataset}"):

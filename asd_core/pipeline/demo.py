@@ -10,7 +10,7 @@ from typing import Iterator
 
 from asd_core.config import Workspace
 from asd_core.pipeline.config import PipelineConfig
-from asd_core.pipeline.lock import workspace_lock
+from asd_core.storage.lock import workspace_lock
 
 
 def demo_data_dir(workspace: Path) -> Path:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from asd_core.choices import NORMALIZATIONS, TRANSDUCTIVE
 from asd_core.scoring.distances import ScoringInputError, check_metric
-
-NORMALIZATIONS = ("none", "knn", "gwrp", "knn-diff", "gwrp-diff", "kmeans-source", "smote", "domain-standardize", "lof")
-TRANSDUCTIVE = {"domain-standardize"}
 
 
 @dataclass(frozen=True)

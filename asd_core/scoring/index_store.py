@@ -25,6 +25,7 @@ from asd_core.config import Workspace
 from asd_core.scoring.config import ScoringConfig
 from asd_core.scoring.detectors import NearestReference
 from asd_core.scoring.search import NormalizedIndex
+from asd_core.storage.paths import index_section_root
 
 MANIFEST_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -44,7 +45,7 @@ def config_hash(cfg: ScoringConfig) -> str:
 
 
 def section_dir(ws: Workspace, encoder: str, version: str, dataset: str, machine_type: str, section: str, cfg: ScoringConfig) -> Path:
-    return ws.indexes / f"{encoder}-{version}" / dataset / machine_type / f"section_{section}" / config_hash(cfg)
+    return index_section_root(ws, encoder, version, dataset, machine_type, section) / config_hash(cfg)
 
 
 def load(folder: Path, cfg: ScoringConfig, input_hash: str) -> tuple[NearestReference, float] | None:

@@ -19,8 +19,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from asd_core.config import Workspace
-from asd_core.embedding.embed import embeddings_dir, read_keyed_vectors
-from asd_core.ingest.layout import all_files, hive_value
 from asd_core.mixing.artifacts import noisy_rows_by_partition
 from asd_core.schemas import CLIPS, SCORES, THRESHOLDS
 from asd_core.scoring import index_store
@@ -28,6 +26,8 @@ from asd_core.scoring.detector import ScoringConfig, make_detector
 from asd_core.scoring.distances import ScoringInputError
 from asd_core.storage.atomic import write_parquet_atomic
 from asd_core.storage.content import clip_audio_keys, mixture_key
+from asd_core.storage.embeddings import read_keyed_vectors
+from asd_core.storage.paths import all_files, embeddings_dir, hive_value, run_dir
 
 logger = logging.getLogger("asd.scoring")
 
@@ -159,10 +159,6 @@ def score_section(ws: Workspace, encoder: str, version: str, sec: SectionInput, 
         raise ScoringInputError(f"{sec.name}: {exc}") from None
     return SectionResult(sec.dataset, sec.machine_type, sec.section, sec.test_ids, scores, threshold,
                          len(sec.ref_ids), cached is not None)
-
-
-def run_dir(ws: Workspace, run_id: str) -> Path:
-    return ws.artifact_dir("scores") / f"run_id={run_id}"
 
 
 def write_run(ws: Workspace, run_id: str, results: list[SectionResult]) -> tuple[Path, Path]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 from asd_core.config import Workspace
-from asd_core.pipeline.lock import pipeline_running, sole_user, workspace_in_use
+from asd_core.storage.lock import pipeline_running, sole_user, workspace_in_use
 from asd_core.storage.atomic import TempOwner, host_tag, temp_owner
 
 logger = logging.getLogger("asd.cleanup")
