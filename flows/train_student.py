@@ -33,6 +33,13 @@ def train(ws: Workspace, teacher: str, cfg: StudentTrainConfig, device: str | No
     return train_student(ws, teacher, cfg, device=device, on_epoch_end=on_epoch_end)
 
 
+def evaluation_encoders(teacher: str, cfg: StudentTrainConfig, student_dir) -> dict[str, dict]:
+    """Frozen teacher, oracle and student to score. The oracle mixes the teacher's embeddings of the
+    parts with the mixtures' lambda (methods.md section 3: 0.5), whatever the student's objective:
+    ``denoise`` trains towards lambda = 1, but its report must compare against the same oracle."""
+    return {**teacher_encoders(teacher, cfg, cfg.objective.lam), "student": {"model": str(student_dir)}}
+
+
 def teacher_encoders(teacher: str, cfg: StudentTrainConfig, lam: float) -> dict[str, dict]:
     """encoder name -> options for the frozen teacher and the oracle built from it."""
     if Path(teacher).is_dir():
@@ -89,7 +96,7 @@ def train_student_flow(workspace: str = "./asd-workspace", teacher: str | None =
         create_table_artifact(key="student-training", table=result.history,
                               description=f"student {result.model_hash} ({cfg.objective.objective}): per-epoch losses")
         if evaluate:
-            encoders = {**teacher_encoders(teacher, cfg, cfg.objective.effective()[0]), "student": {"model": str(result.model_dir)}}
+            encoders = evaluation_encoders(teacher, cfg, result.model_dir)
             runs = evaluate_encoders(workspace, encoders, threads)
             report["run_ids"] = list(runs.values())
             table = noise_comparison(ws, report["run_ids"])
