@@ -63,7 +63,8 @@ def _sql(ws: Workspace, query: str, params=None) -> list[tuple]:
 
 
 def _snapshot(ws: Workspace) -> dict[Path, int]:
-    return {p: p.stat().st_mtime_ns for p in ws.root.rglob("*") if p.is_file()}
+    """Every data file and its mtime (lock files, which every command holds, are not data)."""
+    return {p: p.stat().st_mtime_ns for p in ws.root.rglob("*") if p.is_file() and p.suffix != ".lock"}
 
 
 # --- 4. a missing or empty root removes nothing ---------------------------------------------------
