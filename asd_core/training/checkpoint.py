@@ -1,4 +1,4 @@
-"""Per-epoch checkpoints and early-stopping state shared by the teacher and student trainers.
+"""Per-epoch checkpoints and early-stopping state of the training loop (training/loop.py) the teacher and student share.
 
 A checkpoint holds the modules' state dicts (net, head, optimiser), the trainer's ``state``
 (epoch, best validation loss and weights, epochs without improvement, history) and identity

@@ -28,9 +28,9 @@ from asd_core.mixing.noise_library import read_noise_library
 from asd_core.mixing.render import render
 from asd_core.storage.audio import read_waves
 from asd_core.storage.content import clip_audio_keys, mixture_key, set_key
-from asd_core.storage.models import current_model, set_current, weights_hash, write_model
+from asd_core.storage.models import current_model, set_current
 from asd_core.storage.paths import model_dir
-from asd_core.training import checkpoint
+from asd_core.training import loop
 from asd_core.training.backbone import Backbone, backbone_weights, load_backbone
 from asd_core.training.data import fix_length
 from asd_core.training.objectives import ObjectiveConfig, student_loss
@@ -81,10 +81,6 @@ def _hash(obj) -> str:
 
 def student_dir(ws: Workspace, key: str) -> Path:
     return model_dir(ws, "student", key)
-
-
-def _is_val(mixture_id: str, fraction: float) -> bool:
-    return int(mixture_id[:8], 16) % 1000 < fraction * 1000
 
 
 def train_student(ws: Workspace, teacher_path: str | Path, cfg: StudentTrainConfig, device: str | None = None,
@@ -141,7 +137,7 @@ def train_student(ws: Workspace, teacher_path: str | Path, cfg: StudentTrainConf
     t_clean, t_noise = torch.cat(t_clean), torch.cat(t_noise)
     logger.info("student: teacher targets for %d mixtures in %.1f s", len(mixtures), time.perf_counter() - t0)
 
-    is_val = np.array([_is_val(r["mixture_id"], cfg.val_fraction) for r in mixtures])
+    is_val = np.array([loop.is_val(r["mixture_id"], cfg.val_fraction) for r in mixtures])
     train_idx, val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
     torch.manual_seed(cfg.seed)
     student: Backbone = teacher.copy()
@@ -150,7 +146,6 @@ def train_student(ws: Workspace, teacher_path: str | Path, cfg: StudentTrainConf
     head = nn.Linear(student.dim, len(tags)).to(device)
     opt = torch.optim.AdamW(list(student.net.parameters()) + list(head.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay)
     ckpt_path, identity, modules = out / "checkpoint.pt", {"key": key, "data_key": data_key}, {"net": student.net, "head": head, "opt": opt}
-    state, resumed = checkpoint.resume(ckpt_path, device, identity, modules, "student")
 
     def batch_loss(idx):
         ms, _, _ = parts(idx)
@@ -158,36 +153,32 @@ def train_student(ws: Workspace, teacher_path: str | Path, cfg: StudentTrainConf
         return student_loss(emb, head(emb), tag_targets[idx].to(device), t_clean[idx].to(device),
                             t_noise[idx].to(device), cfg.objective)
 
-    while checkpoint.keep_training(state, cfg.epochs, cfg.patience):
-        epoch = state["epoch"] + 1
-        gen = np.random.default_rng((cfg.seed, epoch))
+    def start_epoch(epoch: int) -> None:
         torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout etc.: same draws after a resume
-        t0 = time.perf_counter()
-        student.net.train()
-        head.train()
-        sums, steps = {"loss": 0.0, "tag_loss": 0.0, "align_loss": 0.0}, 0
-        order = gen.permutation(train_idx)
-        for start in range(0, len(order), cfg.batch_size):
-            loss, part = batch_loss(order[start : start + cfg.batch_size])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sums["loss"] += loss.item()
+
+    def summarise(epoch: loop.Epoch) -> tuple[dict, float]:
+        sums, steps = {"loss": 0.0, "tag_loss": 0.0, "align_loss": 0.0}, len(epoch.losses)
+        for loss, part in zip(epoch.losses, epoch.parts):
+            sums["loss"] += loss
             sums["tag_loss"] += part["tag_loss"]
             sums["align_loss"] += part["align_loss"]
-            steps += 1
-        seconds = time.perf_counter() - t0
-        val_loss = _validate(student.net, head, val_idx, cfg.batch_size, batch_loss)
-        entry = {"epoch": epoch, "train_loss": sums["loss"] / max(steps, 1), "train_tag_loss": sums["tag_loss"] / max(steps, 1),
-                 "train_align_loss": sums["align_loss"] / max(steps, 1), "val_loss": val_loss,
-                 "seconds": round(seconds, 2), "steps_per_s": steps / max(seconds, 1e-9)}
-        monitored = val_loss if np.isfinite(val_loss) else entry["train_loss"]
-        checkpoint.end_epoch(state, epoch, entry, monitored, student.net, min_delta=1e-7)
-        checkpoint.save(ckpt_path, identity, modules, state)
-        logger.info("student epoch %d/%d: loss %.4f (tag %.4f, align %.4f), val %.4f, %.1f s (%.2f steps/s)", epoch, cfg.epochs,
-                    entry["train_loss"], entry["train_tag_loss"], entry["train_align_loss"], val_loss, seconds, entry["steps_per_s"])
-        if on_epoch_end:
-            on_epoch_end(epoch, entry)
+        entry = {"epoch": epoch.number, "train_loss": sums["loss"] / max(steps, 1), "train_tag_loss": sums["tag_loss"] / max(steps, 1),
+                 "train_align_loss": sums["align_loss"] / max(steps, 1), "val_loss": epoch.val_loss,
+                 "seconds": round(epoch.train_seconds, 2), "steps_per_s": steps / max(epoch.train_seconds, 1e-9)}
+        return entry, epoch.val_loss if np.isfinite(epoch.val_loss) else entry["train_loss"]
+
+    def log(epoch: loop.Epoch, entry: dict) -> None:
+        logger.info("student epoch %d/%d: loss %.4f (tag %.4f, align %.4f), val %.4f, %.1f s (%.2f steps/s)", epoch.number, cfg.epochs,
+                    entry["train_loss"], entry["train_tag_loss"], entry["train_align_loss"], entry["val_loss"],
+                    epoch.train_seconds, entry["steps_per_s"])
+
+    state, resumed = loop.train_epochs(
+        label="student", ckpt_path=ckpt_path, device=device, identity=identity, modules=modules, net=student.net,
+        train_idx=train_idx, batch_size=cfg.batch_size, epochs=cfg.epochs, patience=cfg.patience, seed=cfg.seed,
+        min_delta=1e-7, start_epoch=start_epoch, step=lambda idx, gen: batch_loss(idx),
+        validate=lambda: loop.validation_loss([student.net, head], val_idx, cfg.batch_size,
+                                              lambda start, b: batch_loss(b)[0].item() * len(b)),
+        summarise=summarise, log=log, on_epoch_end=on_epoch_end)
 
     if state["best"] is not None:
         student.net.load_state_dict(state["best"])
@@ -198,30 +189,14 @@ def train_student(ws: Workspace, teacher_path: str | Path, cfg: StudentTrainConf
                          float(np.mean(rates)) if rates else 0.0)
 
 
-def _validate(net, head, idx, batch_size, batch_loss) -> float:
-    if len(idx) == 0:
-        return float("nan")
-    net.eval()
-    head.eval()
-    total = 0.0
-    with torch.inference_mode():
-        for start in range(0, len(idx), batch_size):
-            b = idx[start : start + batch_size]
-            total += batch_loss(b)[0].item() * len(b)
-    return total / len(idx)
-
-
 def _save_student(out: Path, student: Backbone, teacher: Backbone, cfg: StudentTrainConfig, tags: list[str],
                   state: dict, key: str) -> str:
     """``model.pt`` (teacher layout or BEATs official layout) + ``config.json`` with the weights' hash."""
-    blob = backbone_weights(student)
-    model_hash = weights_hash(blob)
-    card = {"kind": "student", "key": key, "objective": cfg.objective.objective, "teacher": teacher.describe(),
-            "teacher_model": student.net.cfg.to_dict() if teacher.kind == "teacher" else None,
-            "train": cfg.to_dict(), "objective_config": cfg.objective.to_dict(), "tags": tags, "model_hash": model_hash,
-            "embedding_dim": student.dim, "best_epoch": state["best_epoch"], "history": state["history"]}
-    write_model(out, blob, card)
-    return model_hash
+    return loop.save_model(out, backbone_weights(student), lambda model_hash: {
+        "kind": "student", "key": key, "objective": cfg.objective.objective, "teacher": teacher.describe(),
+        "teacher_model": student.net.cfg.to_dict() if teacher.kind == "teacher" else None,
+        "train": cfg.to_dict(), "objective_config": cfg.objective.to_dict(), "tags": tags, "model_hash": model_hash,
+        "embedding_dim": student.dim, "best_epoch": state["best_epoch"], "history": state["history"]})
 
 
 def latest_student(ws: Workspace, objective: str | None = None) -> Path:

@@ -22,7 +22,6 @@ early-stopping state.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import math
@@ -39,9 +38,9 @@ from asd_core.config import Workspace
 from asd_core.models.loading import load_teacher
 from asd_core.models.teacher import AdaCos, TeacherConfig, TeacherNet
 from asd_core.storage.content import clip_audio_keys, set_key
-from asd_core.storage.models import current_model, set_current, weights_hash, write_model
+from asd_core.storage.models import current_model, set_current
 from asd_core.storage.paths import model_dir
-from asd_core.training import checkpoint
+from asd_core.training import loop
 from asd_core.training.data import load_training_set
 from asd_core.training.speed import apply_speeds, check_factors, random_crops, speed_class
 
@@ -112,10 +111,6 @@ def teacher_dir(ws: Workspace, cfg: TeacherTrainConfig) -> Path:
     return model_dir(ws, "teacher", cfg.key())
 
 
-def _is_val(clip_id: str, fraction: float) -> bool:
-    return int(clip_id[:8], 16) % 1000 < fraction * 1000
-
-
 def _val_speed(clip_id: str, n_factors: int) -> int:
     """A fixed speed class per validation clip, so the validation loss measures the same task every epoch."""
     return int(clip_id[8:16], 16) % n_factors
@@ -132,7 +127,7 @@ def train_teacher(ws: Workspace, cfg: TeacherTrainConfig, device: str | None = N
     if len(classes) < 2:
         raise ValueError(f"teacher training needs at least 2 classes (machine/section/attributes), found {classes}")
     y = np.array([classes.index(c) for c in data.labels])
-    is_val = np.array([d != "target" and _is_val(c, cfg.val_fraction) for c, d in zip(data.clip_ids, data.domains)])
+    is_val = np.array([d != "target" and loop.is_val(c, cfg.val_fraction) for c, d in zip(data.clip_ids, data.domains)])
     train_idx = np.flatnonzero(~is_val)
     weights = np.where(np.array(data.domains)[train_idx] == "target", cfg.target_oversample, 1)
     train_idx = np.repeat(train_idx, weights)
@@ -151,44 +146,45 @@ def train_teacher(ws: Workspace, cfg: TeacherTrainConfig, device: str | None = N
     data_key = set_key((c, f"{audio_keys.get(c)}|{label}|{domain}") for c, label, domain in zip(data.clip_ids, data.labels, data.domains))
     ckpt_path, identity = out / "checkpoint.pt", {"config_key": cfg.key(), "classes": classes, "data_key": data_key}
     modules = {"net": net, "head": head, "opt": opt}
-    state, resumed = checkpoint.resume(ckpt_path, device, identity, modules, "teacher")
     waves = torch.from_numpy(data.waves)
     y = torch.from_numpy(y)
 
-    while checkpoint.keep_training(state, cfg.epochs, cfg.patience):
-        epoch = state["epoch"] + 1
-        gen = np.random.default_rng((cfg.seed, epoch))
+    def start_epoch(epoch: int) -> None:
         for group in opt.param_groups:
             group["lr"] = cfg.epoch_lr(epoch)
-        t0 = time.perf_counter()
-        net.train()
-        head.train()
-        order = gen.permutation(train_idx)
-        losses = []
-        for start in range(0, len(order), cfg.batch_size):
-            idx = order[start : start + cfg.batch_size]
-            speed = torch.from_numpy(gen.integers(0, n_speeds, len(idx)))
-            x = random_crops(apply_speeds(waves[idx], speed, factors), crop, gen).to(device)
-            t = F.one_hot(speed_class(y[idx], speed, n_speeds), len(classes) * n_speeds).float().to(device)
-            if cfg.mixup_alpha > 0 and len(idx) > 1:
-                lam = torch.from_numpy(gen.beta(cfg.mixup_alpha, cfg.mixup_alpha, (len(idx), 1)).astype(np.float32)).to(device)
-                perm = torch.from_numpy(gen.permutation(len(idx))).to(device)
-                x, t = lam * x + (1 - lam) * x[perm], lam * t + (1 - lam) * t[perm]
-            logits = head(net.class_embedding(x), t)
-            loss = -(t * F.log_softmax(logits, dim=1)).sum(1).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        val_loss = _evaluate(net, head, waves, y, val_idx, val_speed, factors, cfg.batch_size, device)
-        entry = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss,
-                 "seconds": round(time.perf_counter() - t0, 2), "scale": float(head.scale), "lr": cfg.epoch_lr(epoch)}
-        checkpoint.end_epoch(state, epoch, entry, val_loss, net, min_delta=1e-6)
-        checkpoint.save(ckpt_path, identity, modules, state)
-        logger.info("teacher epoch %d/%d: train loss %.4f, val loss %.4f, %.1f s (%.1f clips/s)", epoch, cfg.epochs,
-                    entry["train_loss"], val_loss, entry["seconds"], len(train_idx) / max(entry["seconds"], 1e-9))
-        if on_epoch_end:
-            on_epoch_end(epoch, entry)
+
+    def step(idx: np.ndarray, gen: np.random.Generator) -> tuple[torch.Tensor, dict]:
+        speed = torch.from_numpy(gen.integers(0, n_speeds, len(idx)))
+        x = random_crops(apply_speeds(waves[idx], speed, factors), crop, gen).to(device)
+        t = F.one_hot(speed_class(y[idx], speed, n_speeds), len(classes) * n_speeds).float().to(device)
+        if cfg.mixup_alpha > 0 and len(idx) > 1:
+            lam = torch.from_numpy(gen.beta(cfg.mixup_alpha, cfg.mixup_alpha, (len(idx), 1)).astype(np.float32)).to(device)
+            perm = torch.from_numpy(gen.permutation(len(idx))).to(device)
+            x, t = lam * x + (1 - lam) * x[perm], lam * t + (1 - lam) * t[perm]
+        logits = head(net.class_embedding(x), t)
+        return -(t * F.log_softmax(logits, dim=1)).sum(1).mean(), {}
+
+    def val_total(start: int, b: np.ndarray) -> float:
+        """Summed cross-entropy of the (class, speed) task on validation clips, each at its fixed speed."""
+        s = val_speed[start : start + cfg.batch_size]
+        logits = head(net.class_embedding(apply_speeds(waves[b], s, factors).to(device)))
+        return F.cross_entropy(logits, speed_class(y[b], s, n_speeds).to(device), reduction="sum").item()
+
+    def summarise(epoch: loop.Epoch) -> tuple[dict, float]:
+        entry = {"epoch": epoch.number, "train_loss": float(np.mean(epoch.losses)), "val_loss": epoch.val_loss,
+                 "seconds": round(time.perf_counter() - epoch.t0, 2), "scale": float(head.scale), "lr": cfg.epoch_lr(epoch.number)}
+        return entry, epoch.val_loss
+
+    def log(epoch: loop.Epoch, entry: dict) -> None:
+        logger.info("teacher epoch %d/%d: train loss %.4f, val loss %.4f, %.1f s (%.1f clips/s)", epoch.number, cfg.epochs,
+                    entry["train_loss"], entry["val_loss"], entry["seconds"], len(train_idx) / max(entry["seconds"], 1e-9))
+
+    state, resumed = loop.train_epochs(
+        label="teacher", ckpt_path=ckpt_path, device=device, identity=identity, modules=modules, net=net,
+        train_idx=train_idx, batch_size=cfg.batch_size, epochs=cfg.epochs, patience=cfg.patience, seed=cfg.seed,
+        min_delta=1e-6, start_epoch=start_epoch, step=step,
+        validate=lambda: loop.validation_loss([net, head], val_idx, cfg.batch_size, val_total),
+        summarise=summarise, log=log, on_epoch_end=on_epoch_end)
 
     best = state["best"] or {k: v.cpu() for k, v in net.state_dict().items()}
     model_hash = _save_model(out, best, cfg, classes, state, data_key)
@@ -196,31 +192,11 @@ def train_teacher(ws: Workspace, cfg: TeacherTrainConfig, device: str | None = N
     return TrainResult(out, model_hash, state["epoch"], state["best_epoch"], state["history"], resumed)
 
 
-def _evaluate(net, head, waves, y, idx, speed, factors, batch_size, device) -> float:
-    """Mean cross-entropy of the (class, speed) task on the validation clips, each at its fixed speed."""
-    if len(idx) == 0:
-        return float("nan")
-    net.eval()
-    head.eval()
-    total = 0.0
-    with torch.inference_mode():
-        for start in range(0, len(idx), batch_size):
-            b, s = idx[start : start + batch_size], speed[start : start + batch_size]
-            logits = head(net.class_embedding(apply_speeds(waves[b], s, factors).to(device)))
-            total += F.cross_entropy(logits, speed_class(y[b], s, len(factors)).to(device), reduction="sum").item()
-    return total / len(idx)
-
-
 def _save_model(out: Path, best: dict, cfg: TeacherTrainConfig, classes: list[str], state: dict, data_key: str) -> str:
     """``model.pt`` (plain state dict, loads with weights_only) + ``config.json`` with its content hash."""
-    buf = io.BytesIO()
-    torch.save(best, buf)
-    blob = buf.getvalue()
-    model_hash = weights_hash(blob)
-    card = {"model": cfg.model.to_dict(), "train": cfg.to_dict(), "classes": classes, "model_hash": model_hash,
-            "best_epoch": state["best_epoch"], "history": state["history"], "data_key": data_key}
-    write_model(out, blob, card)
-    return model_hash
+    return loop.save_model(out, loop.state_dict_blob(best), lambda model_hash: {
+        "model": cfg.model.to_dict(), "train": cfg.to_dict(), "classes": classes, "model_hash": model_hash,
+        "best_epoch": state["best_epoch"], "history": state["history"], "data_key": data_key})
 
 
 def latest_teacher(ws: Workspace) -> Path:
