@@ -9,8 +9,8 @@ layer or above, and no modules import each other in a cycle. ``flows`` (the Pref
 the CLI) sits on top; nothing in ``asd_core`` imports it.
 
 ====  ====================================  =====================================================
- 0    config, choices, schemas, progress,   configuration objects, names offered on the command
-      runtime, textable                     line, Parquet schemas, small helpers
+ 0    config, choices, hashing, schemas,    configuration objects, names offered on the command
+      progress, runtime, textable           line, every id/digest recipe, Parquet schemas, helpers
  1    storage                               everything on disk: workspace paths, waveforms,
                                             embeddings + encoder cards, model folders + CURRENT
                                             pointers, weights files, atomic writes, DuckDB
@@ -32,7 +32,7 @@ the CLI) sits on top; nothing in ``asd_core`` imports it.
 __version__ = "0.1.0"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("config", "choices", "schemas", "progress", "runtime", "textable"),
+    ("config", "choices", "hashing", "schemas", "progress", "runtime", "textable"),
     ("storage",),
     ("datasets", "demo"),
     ("ingest", "models"),

@@ -22,8 +22,9 @@ from prefect.states import Completed
 
 from asd_core.config import Workspace
 from asd_core.pipeline.config import PipelineConfig, PipelineConfigError, load_config
+from asd_core.hashing import file_sha256
 from asd_core.pipeline.code_graph import ImportGraph, build_graph
-from asd_core.pipeline.fingerprint import (artifact_fingerprint, clips_fingerprint, digest, file_sha256, stage_key,
+from asd_core.pipeline.fingerprint import (artifact_fingerprint, clips_fingerprint, digest, stage_key,
                                            tree_fingerprint)
 from asd_core.storage.lock import workspace_lock
 from asd_core.evaluation.noise import noise_comparison
@@ -149,7 +150,7 @@ def _run(cfg: PipelineConfig, ws: Workspace, run: StageRunner, shard_runner) -> 
     teacher_src = teacher_fp = None
     if cfg.teacher.checkpoint:
         teacher_src = str(Path(cfg.teacher.checkpoint).expanduser().resolve())
-        teacher_fp = file_sha256(teacher_src)
+        teacher_fp = file_sha256(teacher_src, 16)
     elif cfg.teacher.enabled:
         tcfg = cfg.teacher.train.to_dict()
         t = run("teacher", stage_key("teacher", code["teacher"], clips=clips_fp, config=tcfg, device=device),

@@ -7,7 +7,6 @@ add the file name and route the file to quarantine.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import stat as stat_mod
 import struct
@@ -19,6 +18,7 @@ import soundfile as sf
 
 from asd_core.config import AudioConfig
 # The stored dtype conversion lives with the stored audio; importable here for older callers.
+from asd_core.hashing import file_sha256
 from asd_core.storage.audio import from_storage, to_storage  # noqa: F401
 
 # OS errors worth retrying (network filesystems, interrupted reads); others are the file's fault.
@@ -133,15 +133,12 @@ def probe(path: Path) -> AudioInfo:
     return AudioInfo(info.samplerate, info.channels, int(info.frames), file_size, info.subtype)
 
 
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
+def sha256_of(path: Path) -> str:
+    """The file's sha256 (``clips.sha256``); OS failures as precise per-file errors."""
     try:
-        with open(path, "rb") as fh:
-            while block := fh.read(chunk):
-                digest.update(block)
+        return file_sha256(path)
     except OSError as exc:
         _reraise_os_error(exc, path)
-    return digest.hexdigest()
 
 
 def channel_selection(info: AudioInfo, cfg: AudioConfig) -> str:

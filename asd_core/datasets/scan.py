@@ -9,13 +9,13 @@ A root that is missing, not a folder, unreadable or holds no audio file at all r
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from asd_core.datasets.ground_truth import GroundTruth, GroundTruthError, load_attribute_csvs
 from asd_core.datasets.naming import NamingError, ParsedName, parse_clip_path
+from asd_core.hashing import text_id
 
 AUDIO_SUFFIXES = {".wav", ".wave", ".flac", ".mp3", ".ogg", ".opus", ".aif", ".aiff", ".m4a"}
 IGNORE_MARKER = ".asdignore"
@@ -53,7 +53,7 @@ class QuarantineRecord:
 
 def clip_id_for(dataset: str, relative_path: str) -> str:
     """Stable clip id: the same dataset name and relative path always give the same id."""
-    return hashlib.sha1(f"{dataset}\0{relative_path}".encode()).hexdigest()[:16]
+    return text_id(f"{dataset}\0{relative_path}", 16, "sha1")
 
 
 class DatasetRootError(ValueError):

@@ -29,10 +29,6 @@ from asd_core.storage.content import clip_audio_keys
 from asd_core.storage.embeddings import EmbeddingsWriter, stored_keys
 from asd_core.storage.paths import embedding_file
 
-# Importable from here until asd_core/scoring imports them from storage/, their home.
-from asd_core.storage.embeddings import read_keyed_vectors  # noqa: E402,F401  isort: skip
-from asd_core.storage.paths import embeddings_dir  # noqa: E402,F401  isort: skip
-
 
 class EmbeddingError(ValueError):
     """An embedding that cannot be used (NaN/inf, wrong shape) or audio it cannot be made from."""

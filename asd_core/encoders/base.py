@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from abc import ABC, abstractmethod
 from typing import Sequence
 
 import numpy as np
 
 from asd_core.config import PIPELINE_SAMPLE_RATE
+from asd_core.hashing import json_id
 
 
 class Encoder(ABC):
@@ -33,8 +32,7 @@ class Encoder(ABC):
 
     @property
     def version(self) -> str:
-        blob = json.dumps({"name": self.name, "sr": self.sample_rate, **self.params()}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        return json_id({"name": self.name, "sr": self.sample_rate, **self.params()}, 12)
 
     @abstractmethod
     def embed(self, batch: Sequence[np.ndarray]) -> np.ndarray:

@@ -15,7 +15,6 @@ Recordings of the other classes are split by content hash: ``eval_fraction`` of 
 from __future__ import annotations
 
 import csv
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ import pyarrow.parquet as pq
 from asd_core.config import PIPELINE_SAMPLE_RATE, AudioConfig, Workspace
 from asd_core.datasets import audio_io
 from asd_core.datasets.audio_io import AudioFileError
+from asd_core.hashing import bytes_id
 from asd_core.mixing.snr import MixingError, power
 from asd_core.schemas import NOISE
 from asd_core.storage.audio import read_waves
@@ -162,8 +162,7 @@ def build_noise_library(ws: Workspace, cfg: NoiseLibraryConfig) -> NoiseLibrary:
                 held.add(of_kind[-1])
     rows = []
     for cls, source, wave in items:
-        digest = hashlib.sha256(np.ascontiguousarray(wave, np.float32).tobytes()).hexdigest()
-        rows.append((digest[:16], cls, source, wave))
+        rows.append((bytes_id(np.ascontiguousarray(wave, np.float32).tobytes(), 16), cls, source, wave))
     rows.sort(key=lambda r: (r[1], r[0]))
     splits = {}
     for c in classes:

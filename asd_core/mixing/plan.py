@@ -9,8 +9,6 @@ recording (eval split, or a held-out class for ``mismatched``), SNR uniform with
 
 from __future__ import annotations
 
-import hashlib
-import json
 import zlib
 from dataclasses import dataclass, field
 
@@ -19,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from asd_core.config import Workspace
+from asd_core.hashing import json_id
 from asd_core.mixing.noise_library import KINDS, NoiseLibrary, NoiseLibraryConfig
 from asd_core.mixing.snr import MixingError, gains_for_snr, noise_segment
 from asd_core.progress import Progress
@@ -72,7 +71,7 @@ def _rng(seed: int, *parts) -> np.random.Generator:
 
 
 def _row_id(*parts) -> str:
-    return hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:16]
+    return json_id(parts, 16, sort_keys=False, algorithm="sha1")
 
 
 @dataclass

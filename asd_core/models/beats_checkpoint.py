@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
 import torch
 
+from asd_core.hashing import file_sha256
 from asd_core.models.beats import BEATs, BEATsConfig
 from asd_core.storage.weights import WeightsFileError, load_weights
 
@@ -77,8 +77,4 @@ def save_beats(model: BEATs, path: str | Path, label_dict: dict | None = None) -
 
 
 def file_hash(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()[:16]
+    return file_sha256(path, 16)

@@ -20,6 +20,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from asd_core.config import Workspace
+from asd_core.hashing import json_id
 from asd_core.storage.paths import all_files
 
 CLIP_KEY_COLUMNS = ("clip_id", "sha256", "dataset", "machine_type", "section", "split", "domain", "label",
@@ -28,7 +29,7 @@ CLIP_KEY_COLUMNS = ("clip_id", "sha256", "dataset", "machine_type", "section", "
 
 def digest(obj) -> str:
     """Stable short hash of a JSON-able object."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return json_id(obj, 16, default=str)
 
 
 def tree_fingerprint(folder: str | Path) -> str:
@@ -46,15 +47,6 @@ def tree_fingerprint(folder: str | Path) -> str:
             st = os.stat(os.path.join(dirpath, name))
             entries.append((os.path.relpath(os.path.join(dirpath, name), root), st.st_size, st.st_mtime_ns))
     return digest([str(root), entries])
-
-
-def file_sha256(path: str | Path) -> str:
-    """Content hash of one file (e.g. a BEATs checkpoint), streamed."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
 
 
 def clips_fingerprint(ws: Workspace) -> str:

@@ -22,6 +22,7 @@ import faiss
 import numpy as np
 
 from asd_core.config import Workspace
+from asd_core.hashing import json_id
 from asd_core.scoring.config import ScoringConfig
 from asd_core.scoring.detectors import NearestReference
 from asd_core.scoring.search import NormalizedIndex
@@ -40,8 +41,7 @@ def content_hash(ids: list[str], vectors: np.ndarray) -> str:
 
 
 def config_hash(cfg: ScoringConfig) -> str:
-    blob = json.dumps({"normalization": cfg.normalization, **cfg.params()}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return json_id({"normalization": cfg.normalization, **cfg.params()}, 12)
 
 
 def section_dir(ws: Workspace, encoder: str, version: str, dataset: str, machine_type: str, section: str, cfg: ScoringConfig) -> Path:

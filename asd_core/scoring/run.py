@@ -7,7 +7,6 @@ leave-one-out reference scores decides (no domain-specific thresholds).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections import defaultdict
@@ -19,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from asd_core.config import Workspace
+from asd_core.hashing import json_id
 from asd_core.mixing.artifacts import noisy_rows_by_partition
 from asd_core.schemas import CLIPS, SCORES, THRESHOLDS
 from asd_core.scoring import index_store
@@ -63,9 +63,7 @@ class SectionResult:
 def run_id_for(encoder: str, version: str, cfg: ScoringConfig, noisy: bool = False) -> str:
     """Hash of what defines a run; a run over clean + noisy test clips is another run."""
     extra = {"test_set": "clean+noisy"} if noisy else {}
-    blob = json.dumps({"encoder": encoder, "version": version, "normalization": cfg.normalization, **cfg.params(), **extra},
-                      sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return json_id({"encoder": encoder, "version": version, "normalization": cfg.normalization, **cfg.params(), **extra}, 12)
 
 
 def machine_types_with_embeddings(ws: Workspace, encoder: str, version: str) -> list[str]:
@@ -180,7 +178,7 @@ def data_snapshot(ws: Workspace, clip_ids: list[str]) -> str:
     wanted = set(clip_ids)
     pairs = sorted((r["clip_id"], r["sha256"]) for p in all_files(ws, "clips")
                    for r in pq.read_table(p, columns=["clip_id", "sha256"]).to_pylist() if r["clip_id"] in wanted)
-    return hashlib.sha256(json.dumps(pairs).encode()).hexdigest()[:16]
+    return json_id(pairs, 16, sort_keys=False)
 
 
 def run_params(run: dict) -> dict:

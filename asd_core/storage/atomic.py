@@ -7,7 +7,6 @@ of a writer that is gone (storage/cleanup.py) and never those of one still runni
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -19,6 +18,7 @@ from typing import Iterator, NamedTuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from asd_core.hashing import text_id
 
 
 TEMP_NAME = re.compile(r"^\.(?P<final>.+)\.(?P<pid>\d+)-(?P<host>[0-9a-f]{6})-[0-9a-f]{8}\.(?P<kind>tmp|old)$")
@@ -34,7 +34,7 @@ class TempOwner(NamedTuple):
 
 def host_tag() -> str:
     """Six hex digits naming this machine (workspaces may sit on a disk shared by Dask workers)."""
-    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
+    return text_id(socket.gethostname(), 6, "sha1")
 
 
 def temp_sibling(final: Path, kind: str = "tmp") -> Path:

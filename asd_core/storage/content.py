@@ -12,12 +12,11 @@ content, so a changed recording is recomputed and an unchanged one is reused.
 
 from __future__ import annotations
 
-import hashlib
-import json
 
 import pyarrow.parquet as pq
 
 from asd_core.config import Workspace
+from asd_core.hashing import json_id, text_id
 from asd_core.storage.paths import all_files
 
 AUDIO_KEY_COLUMNS = ("clip_id", "sha256", "channel_selection", "pipeline_sample_rate")
@@ -27,8 +26,7 @@ MIXTURE_AUDIO_FIELDS = ("noise_id", "clean_gain", "noise_gain", "noise_offset", 
 
 def audio_key(row: dict) -> str:
     """Audio key of one ``clips`` row (methods: the waveform the pipeline stores for it)."""
-    blob = f"{row['sha256']}\0{row['channel_selection']}\0{row['pipeline_sample_rate']}"
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return text_id(f"{row['sha256']}\0{row['channel_selection']}\0{row['pipeline_sample_rate']}", 16)
 
 
 def clip_audio_keys(ws: Workspace, machine_type: str | None = None, dataset: str | None = None) -> dict[str, str]:
@@ -48,13 +46,9 @@ def mixture_key(row: dict, clean_key: str) -> str:
     """Key of a rendered mixture / noisy clip: its clean audio plus the provenance render.py uses.
 
     Gains are hashed by ``repr`` so every bit of the float64 counts."""
-    blob = json.dumps([clean_key] + [repr(row[f]) for f in MIXTURE_AUDIO_FIELDS])
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return json_id([clean_key] + [repr(row[f]) for f in MIXTURE_AUDIO_FIELDS], 16, sort_keys=False)
 
 
 def set_key(pairs) -> str:
     """One key for a set of (id, content key) pairs, independent of their order (a training set)."""
-    h = hashlib.sha256()
-    for item, key in sorted(pairs):
-        h.update(f"{item}\0{key}\n".encode())
-    return h.hexdigest()[:16]
+    return text_id("".join(f"{item}\0{key}\n" for item, key in sorted(pairs)), 16)

@@ -10,7 +10,6 @@ finishes; workspaces written before it existed fall back to the newest card by f
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 from asd_core.config import Workspace
+from asd_core.hashing import bytes_id
 from asd_core.storage.atomic import atomic_path
 from asd_core.storage.paths import MODEL_KINDS, current_model_file, models_dir
 from asd_core.storage.weights import check_weights_file
@@ -100,7 +100,7 @@ def check_model_folder(folder: str | Path, kind: str) -> ModelCard:
 
 def weights_hash(blob: bytes) -> str:
     """The ``model_hash`` of serialised weights."""
-    return hashlib.sha256(blob).hexdigest()[:16]
+    return bytes_id(blob, 16)
 
 
 def write_model(folder: Path, weights: bytes, card: dict) -> None:

@@ -10,8 +10,6 @@ Deterministic for a seed, including across a resume (per-epoch generators and to
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,6 +21,7 @@ import torch
 from torch import nn
 
 from asd_core.config import PIPELINE_SAMPLE_RATE, Workspace
+from asd_core.hashing import json_id
 from asd_core.mixing.artifacts import check_planned_on, read_mixtures
 from asd_core.mixing.noise_library import read_noise_library
 from asd_core.mixing.render import render
@@ -76,7 +75,7 @@ class StudentResult:
 
 
 def _hash(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
+    return json_id(obj, 12)
 
 
 def student_dir(ws: Workspace, key: str) -> Path:

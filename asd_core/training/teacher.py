@@ -21,8 +21,6 @@ early-stopping state.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import time
@@ -35,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from asd_core.config import Workspace
+from asd_core.hashing import json_id
 from asd_core.models.loading import load_teacher
 from asd_core.models.teacher import AdaCos, TeacherConfig, TeacherNet
 from asd_core.storage.content import clip_audio_keys, set_key
@@ -94,7 +93,7 @@ class TeacherTrainConfig:
         return self.lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / max(self.epochs, 1)))
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+        return json_id(self.to_dict(), 12)
 
 
 @dataclass
