@@ -25,7 +25,7 @@ from asd_core.scoring import index_store
 from asd_core.scoring.detector import ScoringConfig, make_detector
 from asd_core.scoring.distances import ScoringInputError
 from asd_core.storage.atomic import write_parquet_atomic
-from asd_core.storage.content import clip_audio_keys, mixture_key
+from asd_core.storage.content import AUDIO_KEY_COLUMNS, audio_key, mixture_key
 from asd_core.storage.embeddings import read_keyed_vectors
 from asd_core.storage.paths import all_files, embeddings_dir, hive_value, run_dir
 
@@ -86,17 +86,18 @@ def load_sections(ws: Workspace, encoder: str, version: str, machine_type: str, 
         files += noisy_files
     clip_ids, vectors, stored_keys = read_keyed_vectors(files)
     row_of = {cid: i for i, cid in enumerate(clip_ids)}
-    audio_keys = clip_audio_keys(ws, machine_type)
-    expected = dict(audio_keys)
+    audio_keys: dict[str, str] = {}
     sections: dict[tuple[str, str], SectionInput] = {}
     ref_rows, test_rows = defaultdict(list), defaultdict(list)
     section_of = {}
     for path in all_files(ws, "clips"):
         if path.parent.name != f"machine_type={machine_type}":
             continue
-        for c in pq.read_table(path, columns=["clip_id", "dataset", "section", "split", "domain", "label"], schema=CLIPS).to_pylist():
+        columns = ["dataset", "section", "split", "domain", "label", *AUDIO_KEY_COLUMNS]
+        for c in pq.read_table(path, columns=columns, schema=CLIPS).to_pylist():
             if c["clip_id"] not in row_of:
                 continue
+            audio_keys[c["clip_id"]] = audio_key(c)
             key = (c["dataset"], c["section"])
             sec = sections.setdefault(key, SectionInput(c["dataset"], machine_type, c["section"]))
             if c["split"] == "train" and c["label"] != "anomaly":
@@ -107,6 +108,7 @@ def load_sections(ws: Workspace, encoder: str, version: str, machine_type: str, 
                 sec.test_ids.append(c["clip_id"])
                 test_rows[key].append(row_of[c["clip_id"]])
                 section_of[c["clip_id"]] = key
+    expected = dict(audio_keys)
     if noisy:
         for rows in noisy_rows_by_partition(ws, machine_type).values():
             for r in rows:

@@ -12,7 +12,6 @@ content, so a changed recording is recomputed and an unchanged one is reused.
 
 from __future__ import annotations
 
-
 import pyarrow.parquet as pq
 
 from asd_core.config import Workspace
