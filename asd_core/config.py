@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 
-DEFAULT_WORKSPACE = Path("./asd-workspace")
+def option(default=MISSING, *, help: str, default_factory=MISSING, **meta):
+    """A config field that is also a command-line option: its help text (and optional ``flag``,
+    ``choices``, ``metavar``) live here, once; flows/cli/options.py builds the option from it."""
+    return field(default=default, default_factory=default_factory, metadata={"help": help, **meta})
+
+
+DEFAULT_WORKSPACE_NAME = "./asd-workspace"  # as spelled in --help, flow parameters and the TOML default
+DEFAULT_WORKSPACE = Path(DEFAULT_WORKSPACE_NAME)
 PIPELINE_SAMPLE_RATE = 16_000
 
 
@@ -55,9 +62,9 @@ class AudioConfig:
     (half the size; exact for PCM16 sources) or ``float32``.
     """
 
-    sample_rate: int = PIPELINE_SAMPLE_RATE
-    channel: int | str = 0
-    storage_dtype: str = "int16"
+    sample_rate: int = option(PIPELINE_SAMPLE_RATE, help="pipeline sample rate; other rates are resampled")
+    channel: int | str = option(0, help="channel of multichannel files: an index or 'mean'")
+    storage_dtype: str = option("int16", choices=("int16", "float32"), help="waveform storage type")
 
     def __post_init__(self) -> None:
         if self.storage_dtype not in ("int16", "float32"):

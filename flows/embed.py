@@ -17,7 +17,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from asd_core.config import Workspace
+from asd_core.config import DEFAULT_WORKSPACE_NAME, Workspace
 from asd_core.embedding import ClipSource, EmbedResult, check_sample_rate, embed_partition, embed_source
 from asd_core.encoders import get_encoder
 from asd_core.mixing.artifacts import check_planned_on, noisy_rows_by_partition
@@ -60,7 +60,7 @@ def embed_noisy_task(ws: Workspace, encoder, machine_type: str, dataset: str, au
 
 
 @flow(name="asd-embed", task_runner=ThreadPoolTaskRunner(max_workers=1))
-def embed_flow(workspace: str = "./asd-workspace", encoder: str = "logmel-stats", batch_size: int = 16,
+def embed_flow(workspace: str = DEFAULT_WORKSPACE_NAME, encoder: str = "logmel-stats", batch_size: int = 16,
                threads: int | None = None, encoder_options: dict | None = None, workers: int = 0,
                noisy: bool = False) -> dict:
     """Embed every ingested clip with ``encoder``; clips already embedded by this version are skipped.

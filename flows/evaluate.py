@@ -8,12 +8,12 @@ from pathlib import Path
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
-from asd_core.config import Workspace
+from asd_core.config import DEFAULT_WORKSPACE_NAME, Workspace
 from asd_core.evaluation import evaluation_tables
 
 
 @flow(name="asd-evaluate")
-def evaluate_flow(workspace: str = "./asd-workspace", run_id: str | None = None) -> dict:
+def evaluate_flow(workspace: str = DEFAULT_WORKSPACE_NAME, run_id: str | None = None) -> dict:
     tables = evaluation_tables(Workspace(Path(workspace)), run_id)
     key = f"evaluation-{tables.run_id}"
     for name, rows in (("sections", tables.sections), ("summary", tables.summary),

@@ -10,7 +10,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from asd_core.config import PIPELINE_SAMPLE_RATE, AudioConfig, IngestConfig, Workspace
+from asd_core.config import AudioConfig, DEFAULT_WORKSPACE_NAME, IngestConfig, PIPELINE_SAMPLE_RATE, Workspace
 from asd_core.ingest import GroupResult, ingest_group, plan_ingest, summarize_clips, write_quarantine
 from asd_core.storage.catalog import publish_ingest
 
@@ -31,7 +31,7 @@ def publish(ws: Workspace) -> None:
 @flow(name="asd-ingest", task_runner=ThreadPoolTaskRunner(max_workers=2))
 def ingest_flow(
     roots: list[str],
-    workspace: str = "./asd-workspace",
+    workspace: str = DEFAULT_WORKSPACE_NAME,
     dataset_name: str | None = None,
     channel: str = "0",
     sample_rate: int = PIPELINE_SAMPLE_RATE,

@@ -9,7 +9,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from asd_core.config import Workspace
+from asd_core.config import DEFAULT_WORKSPACE_NAME, Workspace
 from asd_core.mixing.artifacts import write_mix_outputs
 from asd_core.mixing.noise_library import NoiseLibraryConfig, build_noise_library
 from asd_core.mixing.plan import DEFAULT_BINS, EVAL_SUBSETS, MixConfig, plan_mixtures
@@ -27,7 +27,7 @@ def plan(ws: Workspace, lib, cfg: MixConfig):
 
 
 @flow(name="asd-mix")
-def mix_flow(workspace: str = "./asd-workspace", noise: str | None = None, supplemental: bool = True,
+def mix_flow(workspace: str = DEFAULT_WORKSPACE_NAME, noise: str | None = None, supplemental: bool = True,
              mismatched: list[str] | None = None, seed: int = 0, snr_min: float = -10.0, snr_max: float = 10.0,
              mixtures_per_clip: int = 1, lam: float = 0.5, eval_subsets: list[str] | None = None,
              eval_bins: list[list[float]] | None = None) -> dict:

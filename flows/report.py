@@ -7,14 +7,14 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from asd_core.config import Workspace
+from asd_core.config import DEFAULT_WORKSPACE_NAME, Workspace
 from asd_core.reporting import build_report
 from asd_core.textable import format_table
 from asd_core.tracking.store import TrackingConfig, log_report
 
 
 @flow(name="asd-report")
-def report_flow(workspace: str = "./asd-workspace", run_id: str | None = None, tracking_uri: str | None = None,
+def report_flow(workspace: str = DEFAULT_WORKSPACE_NAME, run_id: str | None = None, tracking_uri: str | None = None,
                 mlflow: bool = True) -> dict:
     """(Re)build ``<workspace>/reports/<run_id>/index.html``; with ``mlflow`` also store it as
     artifacts of the run's MLflow report run."""

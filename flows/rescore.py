@@ -8,7 +8,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
-from asd_core.config import Workspace
+from asd_core.config import DEFAULT_WORKSPACE_NAME, Workspace
 from asd_core.storage.lock import workspace_lock
 from asd_core.pipeline.results import results_table
 from asd_core.storage.embeddings import newest_encoder_cards
@@ -24,7 +24,7 @@ def current_encoders(ws: Workspace) -> list[dict]:
 
 
 @flow(name="asd-rescore")
-def rescore_flow(data_root: str, workspace: str = "./asd-workspace", dataset_name: str | None = None,
+def rescore_flow(data_root: str, workspace: str = DEFAULT_WORKSPACE_NAME, dataset_name: str | None = None,
                  normalizations: list[str] | None = None, reports: bool = True, threads: int | None = None) -> dict:
     """Ingest ``data_root`` (idempotent: unchanged files cost nothing) and score its test clips with
     every encoder in the workspace. Training is the nightly pipeline's job; this only re-scores."""

@@ -10,7 +10,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from asd_core.config import Workspace
+from asd_core.config import DEFAULT_WORKSPACE_NAME, Workspace
 from asd_core.runtime import configure_threads
 from asd_core.scoring import ScoringConfig
 from asd_core.scoring.distances import ScoringInputError
@@ -36,7 +36,7 @@ def score_machine_type(ws: Workspace, encoder: str, version: str, machine_type: 
 
 
 @flow(name="asd-score", task_runner=ThreadPoolTaskRunner(max_workers=2))
-def score_flow(workspace: str = "./asd-workspace", encoder: str = "logmel-stats", normalization: str = "knn",
+def score_flow(workspace: str = DEFAULT_WORKSPACE_NAME, encoder: str = "logmel-stats", normalization: str = "knn",
                k: int = 1, r: float = 0.9, metric: str | None = None, threshold_quantile: float = 0.9,
                index_type: str = "exact", strict: bool = False, threads: int | None = None,
                encoder_version: str | None = None, noisy: bool = False) -> dict:

@@ -9,7 +9,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from asd_core.config import Workspace
+from asd_core.config import DEFAULT_WORKSPACE_NAME, Workspace
 from asd_core.runtime import configure_threads
 from asd_core.tracking.store import TrackingConfig, training_run
 from asd_core.training.teacher import TeacherTrainConfig, train_teacher
@@ -21,7 +21,7 @@ def train(ws: Workspace, cfg: TeacherTrainConfig, device: str | None, on_epoch_e
 
 
 @flow(name="asd-train-teacher")
-def train_teacher_flow(workspace: str = "./asd-workspace", config: dict | None = None, device: str | None = None,
+def train_teacher_flow(workspace: str = DEFAULT_WORKSPACE_NAME, config: dict | None = None, device: str | None = None,
                        threads: int | None = None, tracking_uri: str | None = None) -> dict:
     """Train the teacher; re-running the same config resumes (or returns the finished model).
     Parameters, per-epoch metrics, the config and loss curves go to MLflow."""

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from asd_core.training.speed import apply_speeds, change_speed, check_factors
+from asd_core.training.config import check_factors
+from asd_core.training.speed import apply_speeds, change_speed
 from asd_core.training.teacher import TeacherTrainConfig
 
 

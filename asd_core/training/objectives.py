@@ -8,46 +8,10 @@ teacher(clean), no tagging: retain with lam = 1 and tagging weight 0), ``tagging
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 import torch.nn.functional as F
 
-OBJECTIVES = ("retain", "denoise", "tagging", "alignment")
-DISTANCES = ("mse", "cosine")
-
-
-@dataclass(frozen=True)
-class ObjectiveConfig:
-    objective: str = "retain"
-    lam: float = 0.5
-    distance: str = "mse"  # alignment distance on pooled embeddings
-    tag_weight: float = 1.0
-    align_weight: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
-        if self.distance not in DISTANCES:
-            raise ValueError(f"unknown alignment distance {self.distance!r}; choose one of {', '.join(DISTANCES)}")
-        if not 0.0 <= self.lam <= 1.0:
-            raise ValueError(f"lambda must be in [0, 1], got {self.lam}")
-        if self.tag_weight < 0 or self.align_weight < 0:
-            raise ValueError("loss weights must be >= 0")
-
-    def effective(self) -> tuple[float, float, float]:
-        """(lambda, tagging weight, alignment weight) the objective trains with."""
-        if self.objective == "denoise":
-            return 1.0, 0.0, self.align_weight
-        if self.objective == "tagging":
-            return self.lam, self.tag_weight, 0.0
-        if self.objective == "alignment":
-            return self.lam, 0.0, self.align_weight
-        return self.lam, self.tag_weight, self.align_weight
-
-    def to_dict(self) -> dict:
-        lam, wt, wa = self.effective()
-        return {**asdict(self), "effective": {"lam": lam, "tag_weight": wt, "align_weight": wa}}
+from asd_core.training.config import ObjectiveConfig
 
 
 def alignment_target(t_clean: torch.Tensor, t_noise: torch.Tensor, lam: float) -> torch.Tensor:

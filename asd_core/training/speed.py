@@ -16,17 +16,6 @@ import torch
 import torch.nn.functional as F
 
 
-def check_factors(factors: tuple[float, ...]) -> tuple[float, ...]:
-    """Factor 1.0 (the clip as recorded) first, then the others in the given order, no duplicates."""
-    bad = [f for f in factors if not 0.5 <= f <= 2.0]
-    if bad:
-        raise ValueError(f"speed factors must lie in [0.5, 2.0], got {bad}")
-    rest = [float(f) for f in factors if f != 1.0]
-    if len(set(rest)) != len(rest):
-        raise ValueError(f"speed factors repeat: {list(factors)}")
-    return (1.0, *rest)
-
-
 def change_speed(wave: torch.Tensor, factor: float) -> torch.Tensor:
     """[B, T] -> [B, T] played ``factor`` times faster (linear interpolation), cropped or zero-padded to T."""
     if factor == 1.0:

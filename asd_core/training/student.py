@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -32,35 +32,10 @@ from asd_core.storage.paths import model_dir
 from asd_core.training import loop
 from asd_core.training.backbone import Backbone, backbone_weights, load_backbone
 from asd_core.training.data import fix_length
-from asd_core.training.objectives import ObjectiveConfig, student_loss
+from asd_core.training.config import StudentTrainConfig
+from asd_core.training.objectives import student_loss
 
 logger = logging.getLogger("asd.student")
-
-
-@dataclass
-class StudentTrainConfig:
-    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
-    epochs: int = 10
-    batch_size: int = 16
-    lr: float = 1e-4  # fine-tuning a trained encoder: small steps
-    weight_decay: float = 1e-4
-    val_fraction: float = 0.1
-    patience: int = 3
-    clip_seconds: float | None = None  # default: the median mixture length
-    seed: int = 0
-    layer: int | None = None  # BEATs teacher: layer feeding the embedding (default: last)
-    pooling: str = "mean"  # BEATs teacher: mean | time-mean
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["objective"] = {k: v for k, v in asdict(self.objective).items()}
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "StudentTrainConfig":
-        d = dict(d)
-        d["objective"] = ObjectiveConfig(**d.get("objective", {}))
-        return cls(**d)
 
 
 @dataclass

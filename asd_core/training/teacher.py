@@ -22,9 +22,8 @@ early-stopping state.
 from __future__ import annotations
 
 import logging
-import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -33,68 +32,19 @@ import torch
 import torch.nn.functional as F
 
 from asd_core.config import Workspace
-from asd_core.hashing import json_id
 from asd_core.models.loading import load_teacher
-from asd_core.models.teacher import AdaCos, TeacherConfig, TeacherNet
+from asd_core.models.teacher import AdaCos, TeacherNet
 from asd_core.storage.content import clip_audio_keys, set_key
 from asd_core.storage.models import current_model, set_current
 from asd_core.storage.paths import model_dir
 from asd_core.training import loop
 from asd_core.training.data import load_training_set
-from asd_core.training.speed import apply_speeds, check_factors, random_crops, speed_class
+from asd_core.training.config import TeacherTrainConfig
+from asd_core.training.speed import apply_speeds, random_crops, speed_class
 
 __all__ = ["TeacherTrainConfig", "TrainResult", "latest_teacher", "load_teacher", "teacher_dir", "train_teacher"]
 
 logger = logging.getLogger("asd.teacher")
-LR_SCHEDULES = ("cosine", "constant")
-
-
-@dataclass
-class TeacherTrainConfig:
-    model: TeacherConfig = field(default_factory=TeacherConfig)
-    epochs: int = 10  # also the length of the cosine schedule; its annealed end gives the steadiest embeddings
-    batch_size: int = 32
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    mixup_alpha: float = 0.2  # Beta(alpha, alpha) mixing weights; 0 disables mixup
-    target_oversample: int = 5
-    val_fraction: float = 0.1
-    patience: int = 5
-    clip_seconds: float | None = None
-    seed: int = 0
-    # Self-supervised speed classes (training/speed.py); (1.0,) turns them off.
-    speed_factors: tuple[float, ...] = (1.0, 0.96, 1.04)
-    lr_schedule: str = "cosine"  # cosine (decay to 0 at ``epochs``) | constant
-    crop_seconds: float | None = None  # random crop of each training clip per step (training/speed.py); None: whole clips
-
-    def __post_init__(self) -> None:
-        self.speed_factors = check_factors(tuple(self.speed_factors))
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
-        if self.crop_seconds is not None and not self.crop_seconds > 0:
-            raise ValueError(f"crop_seconds must be positive or None (whole clips), got {self.crop_seconds}")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["model"] = self.model.to_dict()
-        d["speed_factors"] = list(self.speed_factors)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TeacherTrainConfig":
-        d = dict(d)
-        d["model"] = TeacherConfig.from_dict(d.get("model", TeacherConfig().to_dict()))
-        return cls(**d)
-
-    def epoch_lr(self, epoch: int) -> float:
-        """Learning rate of 1-based ``epoch``: a function of the epoch only, so a resumed run follows the same curve."""
-        if self.lr_schedule == "constant":
-            return self.lr
-        return self.lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / max(self.epochs, 1)))
-
-    def key(self) -> str:
-        return json_id(self.to_dict(), 12)
-
 
 @dataclass
 class TrainResult:
