@@ -11,7 +11,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from asd_core.config import Workspace
+from asd_core.config import DEFAULT_WORKSPACE_NAME, Workspace
+from asd_core.encoders.spec import EncoderSpec
 from asd_core.evaluation.noise import noise_comparison
 from asd_core.mixing.artifacts import read_mixtures
 from asd_core.runtime import configure_threads
@@ -33,27 +34,20 @@ def train(ws: Workspace, teacher: str, cfg: StudentTrainConfig, device: str | No
     return train_student(ws, teacher, cfg, device=device, on_epoch_end=on_epoch_end)
 
 
-def evaluation_encoders(teacher: str, cfg: StudentTrainConfig, student_dir) -> dict[str, dict]:
+def evaluation_encoders(teacher: str, cfg: StudentTrainConfig, student_dir) -> dict[str, EncoderSpec]:
     """Frozen teacher, oracle and student to score. The oracle mixes the teacher's embeddings of the
     parts with the mixtures' lambda (methods.md section 3: 0.5), whatever the student's objective:
     ``denoise`` trains towards lambda = 1, but its report must compare against the same oracle."""
-    return {**teacher_encoders(teacher, cfg, cfg.objective.lam), "student": {"model": str(student_dir)}}
+    return {**EncoderSpec.of_teacher(teacher, cfg.objective.lam, cfg.layer, cfg.pooling),
+            "student": EncoderSpec.student(student_dir)}
 
 
-def teacher_encoders(teacher: str, cfg: StudentTrainConfig, lam: float) -> dict[str, dict]:
-    """encoder name -> options for the frozen teacher and the oracle built from it."""
-    if Path(teacher).is_dir():
-        return {"teacher": {"model": teacher}, "oracle": {"teacher": teacher, "lam": lam}}
-    beats = {"layer": cfg.layer, "pooling": cfg.pooling}
-    return {"beats": {"checkpoint": teacher, **beats}, "oracle": {"teacher": teacher, "lam": lam, **beats}}
-
-
-def evaluate_encoders(workspace: str, encoders: dict[str, dict], threads: int | None) -> dict[tuple[str, str], str]:
+def evaluate_encoders(workspace: str, encoders: dict[str, EncoderSpec], threads: int | None) -> dict[tuple[str, str], str]:
     """Embed clean + noisy test clips with each encoder and score them with each normalisation;
     (encoder given, normalization) -> run id."""
     run_ids = {}
-    for name, options in encoders.items():
-        report = embed_flow(workspace=workspace, encoder=name, encoder_options=options, threads=threads, noisy=True)
+    for name, spec in encoders.items():
+        report = embed_flow(workspace=workspace, encoder=spec.name, encoder_options=spec.options, threads=threads, noisy=True)
         for normalization in EVAL_NORMALIZATIONS:
             run_ids[(name, normalization)] = score_flow(
                 workspace=workspace, encoder=report["encoder"], normalization=normalization,
@@ -62,7 +56,7 @@ def evaluate_encoders(workspace: str, encoders: dict[str, dict], threads: int | 
 
 
 @flow(name="asd-train-student")
-def train_student_flow(workspace: str = "./asd-workspace", teacher: str | None = None, config: dict | None = None,
+def train_student_flow(workspace: str = DEFAULT_WORKSPACE_NAME, teacher: str | None = None, config: dict | None = None,
                        device: str | None = None, threads: int | None = None, tracking_uri: str | None = None,
                        model_name: str = "asd-encoder", evaluate: bool = True, register: bool = True) -> dict:
     """Train a student of ``teacher`` (a teacher folder or a BEATs checkpoint); re-running the

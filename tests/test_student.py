@@ -145,11 +145,12 @@ def test_missing_inputs_are_clear_errors(ws, tmp_path):
 
 def test_oracle_uses_the_mixture_lambda_for_every_objective():
     """A denoise student trains towards lambda = 1; its report still compares against the 0.5 oracle."""
+    from asd_core.encoders import EncoderSpec
     from asd_core.training.student import StudentTrainConfig
     from flows.train_student import evaluation_encoders
 
     for objective in ("retain", "denoise", "tagging", "alignment"):
         cfg = StudentTrainConfig.from_dict({"objective": {"objective": objective}})
         enc = evaluation_encoders("teacher-dir", cfg, "student-dir")
-        assert enc["oracle"]["lam"] == 0.5 and enc["student"] == {"model": "student-dir"}, objective
+        assert enc["oracle"].options["lam"] == 0.5 and enc["student"] == EncoderSpec.student("student-dir"), objective
     assert StudentTrainConfig.from_dict({"objective": {"objective": "denoise"}}).objective.effective()[0] == 1.0
