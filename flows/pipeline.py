@@ -21,7 +21,8 @@ from prefect.context import get_run_context
 from prefect.states import Completed
 
 from asd_core.config import Workspace
-from asd_core.pipeline.config import PipelineConfig, PipelineConfigError, load_config
+from asd_core.encoders.spec import EncoderSpec
+from asd_core.pipeline.config import SPECTRAL_ENCODERS, PipelineConfig, PipelineConfigError, load_config
 from asd_core.hashing import file_sha256
 from asd_core.pipeline.code_graph import ImportGraph, build_graph
 from asd_core.pipeline.fingerprint import (artifact_fingerprint, clips_fingerprint, digest, stage_key,
@@ -122,9 +123,12 @@ def _run(cfg: PipelineConfig, ws: Workspace, run: StageRunner, shard_runner) -> 
 
     # --- ingest -------------------------------------------------------------------------------
     roots = [str(Path(r).expanduser().resolve()) for r in cfg.data.roots]
-    ingest_kwargs = dict(roots=roots, workspace=root, dataset_name=cfg.data.dataset_name or None, channel=cfg.data.channel,
-                         sample_rate=cfg.data.sample_rate, storage_dtype=cfg.data.storage_dtype,
-                         ground_truth=cfg.data.ground_truth or None, min_relative_duration=cfg.data.min_relative_duration)
+    ing = cfg.data.ingest
+    # channel as a string, as ingest_flow and the stage keys of earlier versions have it
+    ingest_kwargs = dict(roots=roots, workspace=root, dataset_name=cfg.data.dataset_name or None,
+                         channel=ing.audio.channel_label, sample_rate=ing.audio.sample_rate,
+                         storage_dtype=ing.audio.storage_dtype, ground_truth=cfg.data.ground_truth or None,
+                         min_relative_duration=ing.min_relative_duration)
     gt = cfg.data.ground_truth
     ingest = run("ingest", stage_key("ingest", code["ingest"], roots=[tree_fingerprint(r) for r in roots],
                                      ground_truth=tree_fingerprint(gt) if gt else None, params=ingest_kwargs),
@@ -171,22 +175,24 @@ def _run(cfg: PipelineConfig, ws: Workspace, run: StageRunner, shard_runner) -> 
 
     # --- embeddings ---------------------------------------------------------------------------
     layer = None if cfg.embed.beats_layer < 0 else cfg.embed.beats_layer
-    beats = {"layer": layer, "pooling": cfg.embed.beats_pooling} if cfg.teacher.checkpoint else {}
-    options = {"teacher": {"model": teacher_src}, "student": {"model": student_dir},
-               "oracle": {"teacher": teacher_src, "lam": cfg.mix.lam, **beats},
-               "beats": {"checkpoint": teacher_src, "layer": layer, "pooling": cfg.embed.beats_pooling}}
+    specs = {name: EncoderSpec.spectral(name) for name in SPECTRAL_ENCODERS}
+    if teacher_src:
+        specs["beats"] = EncoderSpec.beats(teacher_src, layer, cfg.embed.beats_pooling)
+        specs.update(EncoderSpec.of_teacher(teacher_src, cfg.mix.lam, layer, cfg.embed.beats_pooling))
+    if student_dir:
+        specs["student"] = EncoderSpec.student(student_dir)
     model_fp = {"teacher": teacher_fp, "beats": teacher_fp, "oracle": teacher_fp, "student": student_fp}
     embed_with_runner = embed_flow.with_options(task_runner=shard_runner)
     embeds, embed_keys = {}, {}
     for enc in cfg.embed.encoders:
         noisy = enc in cfg.embed.noisy_encoders and mixtures_fp is not None
-        opts = options.get(enc, {})
-        kwargs = dict(workspace=root, encoder=enc, batch_size=cfg.embed.batch_size, threads=threads, encoder_options=opts,
-                      workers=cfg.embed.workers, noisy=noisy)
+        spec = specs[enc]
+        kwargs = dict(workspace=root, encoder=spec.name, batch_size=cfg.embed.batch_size, threads=threads,
+                      encoder_options=spec.options, workers=cfg.embed.workers, noisy=noisy)
         # paths are keyed by the content hash of what they point at
-        key_opts = {k: v for k, v in opts.items() if k not in ("model", "teacher", "checkpoint")}
         embed_keys[enc] = stage_key(f"embed-{enc}", code["embed"], clips=clips_fp, model=model_fp.get(enc),
-                                    options=key_opts, noisy=noisy, mixtures=mixtures_fp if noisy else None, device=device)
+                                    options=spec.key_options(), noisy=noisy, mixtures=mixtures_fp if noisy else None,
+                                    device=device)
         embeds[enc] = run(f"embed-{enc}", embed_keys[enc], embed_with_runner,
                           present=lambda r: encoder_card_file(ws, r["encoder"], r["encoder_version"]).exists(),
                           **kwargs)
@@ -198,8 +204,9 @@ def _run(cfg: PipelineConfig, ws: Workspace, run: StageRunner, shard_runner) -> 
     for enc, rep in embeds.items():
         noisy = enc in cfg.embed.noisy_encoders and mixtures_fp is not None
         for norm in sc.normalizations:
-            params = dict(encoder=rep["encoder"], encoder_version=rep["encoder_version"], normalization=norm, k=sc.k, r=sc.r,
-                          threshold_quantile=sc.threshold_quantile, index_type=sc.index_type, strict=sc.strict, noisy=noisy)
+            params = dict(encoder=rep["encoder"], encoder_version=rep["encoder_version"], normalization=norm, k=sc.scoring.k,
+                          r=sc.scoring.r, threshold_quantile=sc.scoring.threshold_quantile,
+                          index_type=sc.scoring.index_type, strict=sc.strict, noisy=noisy)
             key = stage_key(f"score-{enc}-{norm}", code["score"], embed=embed_keys[enc], params=params)
             score_keys[(enc, norm)] = key
             r = run(f"score-{enc}-{norm}", key, score_with_runner, present=lambda r: _has_run(ws, r["run_id"]),

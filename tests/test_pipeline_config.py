@@ -139,9 +139,9 @@ def test_wrong_types_name_key_value_and_type(override, message):
 def test_right_types_pass_and_ints_widen_to_floats():
     cfg = PipelineConfig().with_overrides(["score.r=1", "teacher.speed_factors=[1, 0.9]", "data.channel=1",
                                            "student.layer=3", "teacher.clip_seconds=2"])
-    assert cfg.score.r == 1.0 and isinstance(cfg.score.r, float)
+    assert cfg.score.scoring.r == 1.0 and isinstance(cfg.score.scoring.r, float)
     assert cfg.teacher.train.speed_factors == (1.0, 0.9) and cfg.teacher.train.clip_seconds == 2.0
-    assert cfg.data.channel == "1" and cfg.student.train.layer == 3
+    assert cfg.data.ingest.audio.channel == 1 and cfg.student.train.layer == 3
 
 
 @pytest.mark.parametrize("body, message", [

@@ -11,12 +11,12 @@ from __future__ import annotations
 import tomllib
 import types
 import typing
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 
-from asd_core.config import PIPELINE_SAMPLE_RATE
-from asd_core.training.student import StudentTrainConfig
-from asd_core.training.teacher import TeacherTrainConfig
+from asd_core.config import DEFAULT_WORKSPACE_NAME, IngestConfig
+from asd_core.scoring.config import ScoringConfig
+from asd_core.training.config import StudentTrainConfig, TeacherTrainConfig
 
 SPECTRAL_ENCODERS = ("stft-mean", "logmel-stats")
 NEURAL_ENCODERS = ("teacher", "student", "oracle", "beats")
@@ -27,18 +27,19 @@ class PipelineConfigError(ValueError):
     """A config file or override that cannot describe a run; the message names the key."""
 
 
+def flattened(default_factory, *names: str):
+    """A field holding a stage's own config dataclass whose ``names`` (dotted for nested ones) are
+    keys of the enclosing TOML table: the stage dataclass declares them and validates them, once."""
+    return field(default_factory=default_factory, metadata={"flatten": names})
+
+
 @dataclass
 class DataConfig:
     roots: list[str] = field(default_factory=list)  # DCASE-style dataset roots
     dataset_name: str = ""  # "" = derived from each root
     ground_truth: str = ""  # folder with evaluator ground truth, "" = none
-    channel: int | str = "0"  # a channel index or "mean"; kept as a string (channel = 1 reads as "1")
-    sample_rate: int = PIPELINE_SAMPLE_RATE
-    storage_dtype: str = "int16"
-    min_relative_duration: float = 0.5
-
-    def __post_init__(self) -> None:
-        self.channel = str(self.channel)
+    ingest: IngestConfig = flattened(IngestConfig, "audio.channel", "audio.sample_rate", "audio.storage_dtype",
+                                     "min_relative_duration")
 
 
 @dataclass
@@ -80,10 +81,7 @@ class EmbedConfig:
 @dataclass
 class ScoreConfig:
     normalizations: list[str] = field(default_factory=lambda: ["none", "knn", "gwrp"])
-    k: int = 1
-    r: float = 0.9
-    threshold_quantile: float = 0.9
-    index_type: str = "exact"
+    scoring: ScoringConfig = flattened(ScoringConfig, "k", "r", "threshold_quantile", "index_type")
     strict: bool = False
 
 
@@ -113,7 +111,7 @@ class RunnerConfig:
 
 @dataclass
 class PipelineConfig:
-    workspace: str = "./asd-workspace"
+    workspace: str = DEFAULT_WORKSPACE_NAME
     data: DataConfig = field(default_factory=DataConfig)
     mix: MixStageConfig = field(default_factory=MixStageConfig)
     teacher: TeacherStageConfig = field(default_factory=TeacherStageConfig)
@@ -126,7 +124,7 @@ class PipelineConfig:
 
     # --- (de)serialisation: the TOML tables flatten the training configs into their stage ---
     def to_dict(self) -> dict:
-        d = {f.name: asdict(getattr(self, f.name)) if f.name != "workspace" else self.workspace for f in fields(self)}
+        d = {f.name: _table(getattr(self, f.name)) if f.name != "workspace" else self.workspace for f in fields(self)}
         d["teacher"] = {"enabled": self.teacher.enabled, "checkpoint": self.teacher.checkpoint, **self.teacher.train.to_dict()}
         d["student"] = {"enabled": self.student.enabled, **self.student.train.to_dict()}
         return d
@@ -179,12 +177,9 @@ class PipelineConfig:
             raise PipelineConfigError(f"runner.task_runner must be one of {', '.join(TASK_RUNNERS)}, got {self.runner.task_runner!r}")
         if not self.score.normalizations:
             raise PipelineConfigError("score.normalizations is empty")
-        from asd_core.scoring.detector import ScoringConfig
-
         for norm in self.score.normalizations:
             try:
-                ScoringConfig(normalization=norm, k=self.score.k, r=self.score.r, index_type=self.score.index_type,
-                              threshold_quantile=self.score.threshold_quantile)
+                replace(self.score.scoring, normalization=norm)
             except ValueError as exc:
                 raise PipelineConfigError(f"[score]: {exc}") from None
         if self.register.enabled:
@@ -240,9 +235,43 @@ def _parse_value(raw: str):
 # --- types: every value a file or --set gives is checked against the dataclass field types, here ---
 
 def _field_types(klass) -> dict:
-    """Field name -> resolved annotation of a config dataclass."""
+    """TOML key -> resolved annotation of a config dataclass (flattened stage configs contribute
+    the keys they name, with the type their own dataclass declares)."""
     hints = typing.get_type_hints(klass)
-    return {f.name: hints[f.name] for f in fields(klass)}
+    out = {}
+    for f in fields(klass):
+        for path in f.metadata.get("flatten", ()):
+            tp = hints[f.name]
+            for part in path.split("."):
+                tp = typing.get_type_hints(tp)[part]
+            out[path.rsplit(".", 1)[-1]] = tp
+        if "flatten" not in f.metadata:
+            out[f.name] = hints[f.name]
+    return out
+
+
+def _table(section) -> dict:
+    """A section dataclass as its TOML table (flattened stage configs spread into it)."""
+    out = {}
+    for f in fields(section):
+        value = getattr(section, f.name)
+        for path in f.metadata.get("flatten", ()):
+            leaf = value
+            for part in path.split("."):
+                leaf = getattr(leaf, part)
+            out[path.rsplit(".", 1)[-1]] = list(leaf) if isinstance(leaf, tuple) else leaf
+        if "flatten" not in f.metadata:
+            out[f.name] = asdict(value) if is_dataclass(value) else value
+    return out
+
+
+def _nested(klass, values: dict):
+    """Build ``klass`` from dotted paths -> values (paths absent keep the dataclass defaults)."""
+    own = {p: v for p, v in values.items() if "." not in p}
+    for name in {p.split(".", 1)[0] for p in values if "." in p}:
+        sub = {p.split(".", 1)[1]: v for p, v in values.items() if p.startswith(name + ".")}
+        own[name] = _nested(typing.get_type_hints(klass)[name], sub)
+    return klass(**own)
 
 
 def _section_types() -> dict:
@@ -337,11 +366,17 @@ def _show(value) -> str:
 def _build(klass, values: dict, section: str):
     if not isinstance(values, dict):
         raise PipelineConfigError(f"[{section}] must be a table")
-    names = {f.name for f in fields(klass)}
+    names = set(_field_types(klass))
     unknown = set(values) - names
     if unknown:
         raise PipelineConfigError(f"[{section}]: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(names))}")
+    values = dict(values)
     try:
+        for f in fields(klass):
+            paths = f.metadata.get("flatten", ())
+            if paths:
+                given = {p: values.pop(p.rsplit(".", 1)[-1]) for p in paths if p.rsplit(".", 1)[-1] in values}
+                values[f.name] = _nested(typing.get_type_hints(klass)[f.name], given)
         return klass(**values)
     except (TypeError, ValueError) as exc:
         raise PipelineConfigError(f"[{section}]: {exc}") from None
