@@ -1,0 +1,142 @@
+"""Data commands: make-demo-data, ingest, forget, mix."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from asd_core.config import AudioConfig
+from flows.cli.common import add_workspace
+from flows.cli.options import add_config_options, given
+
+
+def print_ingest_report(report: dict) -> None:
+    from asd_core.textable import format_table
+
+    print(format_table(report["summary"]))
+    print(f"\n{report['clips']} clips in {report['workspace']} "
+          f"({report['decoded']} decoded, {report['reused']} unchanged, {report['removed']} removed); "
+          f"{len(report['quarantined'])} quarantined")
+    for q in report["quarantined"]:
+        where = Path(q["root"], q["relative_path"]) if q["relative_path"] else Path(q["root"])
+        print(f"  quarantined: {where}: {q['reason']}", file=sys.stderr)
+    for w in report.get("warnings", []):
+        print(f"  warning: {w}", file=sys.stderr)
+
+
+def cmd_make_demo_data(args) -> int:
+    from asd_core.demo import make_demo_data
+
+    counts = make_demo_data(args.out, seed=args.seed, size=args.size)
+    print(f"wrote {counts['clips']} clips ({counts['anomalous']} anomalous) of {', '.join(counts['machines'])} "
+          f"and {counts['noise_files']} noise files under {args.out}")
+    return 0
+
+
+def cmd_ingest(args) -> int:
+    from asd_core.ingest import check_roots
+    from flows.ingest import ingest_flow
+
+    check_roots(args.roots)  # a missing or empty root is an error before Prefect starts
+    AudioConfig(**given(args, AudioConfig))  # a bad --channel / --sample-rate fails here, in one line
+    report = ingest_flow(roots=[str(r) for r in args.roots], workspace=str(args.workspace),
+                         dataset_name=args.dataset_name, ground_truth=str(args.ground_truth) if args.ground_truth else None,
+                         **{k: str(v) if k == "channel" else v for k, v in given(args, AudioConfig).items()})
+    print_ingest_report(report)
+    if report["clips"] == 0:
+        print("error: no usable clips found in " + ", ".join(map(str, args.roots)), file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_forget(args) -> int:
+    """Drop one dataset from the workspace; without --yes only list what would go and exit 1."""
+    from asd_core.config import Workspace
+    from asd_core.ingest.forget import forget_dataset
+
+    report = forget_dataset(Workspace(args.workspace), args.dataset, dry_run=not args.yes)
+    print("\n".join(report.lines()))
+    if not args.yes and not report.nothing:
+        print(f"nothing removed yet; to remove the above, re-run with --yes:\n"
+              f"  asd forget --workspace {args.workspace} --dataset {args.dataset} --yes", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _bins(text: str) -> list[list[float]]:
+    """'-10:-5,-5:0' -> [[-10, -5], [-5, 0]]."""
+    try:
+        return [[float(x) for x in part.split(":")] for part in text.split(",") if part]
+    except ValueError:
+        raise ValueError(f"--eval-bins must look like -10:-5,-5:0,0:5,5:10; got {text!r}") from None
+
+
+def cmd_mix(args) -> int:
+    from asd_core.textable import format_table
+    from flows.mix import mix_flow
+
+    r = mix_flow(workspace=str(args.workspace), noise=str(args.noise) if args.noise else None,
+                 supplemental=not args.no_supplemental, mismatched=args.mismatched.split(",") if args.mismatched else None,
+                 seed=args.seed, snr_min=args.snr_min, snr_max=args.snr_max, mixtures_per_clip=args.mixtures_per_clip,
+                 lam=args.lam, eval_subsets=args.eval_subsets.split(",") if args.eval_subsets else None,
+                 eval_bins=_bins(args.eval_bins) if args.eval_bins else None)
+    print(format_table(r["noise_classes"]))
+    print("\n" + format_table(r["table"]))
+    print(f"\n{r['mixtures']} training mixtures and {r['noisy_clips']} noisy test clips from {r['noise_recordings']} noise "
+          f"recordings; tables mixtures, noisy_clips, noise in {args.workspace}/asd.duckdb")
+    for reason in r["skipped"]:
+        print(f"  not mixed: {reason}", file=sys.stderr)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("make-demo-data", help="write a synthetic DCASE 2023-style dataset and a noise library",
+                       description="Write a deterministic DCASE 2023-style WAV tree (machine sounds with source/target "
+                                   "domains and labelled anomalies) plus a noise library under OUT.")
+    p.add_argument("out", type=Path, metavar="OUT")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", choices=["small", "medium", "dcase"], default="small",
+                   help="small: 3 machines, 2 s clips; medium: 4 machines, 5 s; dcase: DCASE 2023 dev counts, 10 s")
+    add_workspace(p, used=False)
+    p.set_defaults(func=cmd_make_demo_data)
+
+    p = sub.add_parser("ingest", help="ingest DCASE-style dataset roots into Parquet and DuckDB",
+                       description="Scan, validate, decode and write clips/audio/quarantine Parquet datasets "
+                                   "(a Prefect flow). Re-running on unchanged files decodes nothing. Exits "
+                                   "non-zero only when no usable clip was found.")
+    p.add_argument("roots", nargs="+", type=Path, metavar="ROOT")
+    p.add_argument("--dataset-name", default=None, help="dataset name (default: each root's folder name)")
+    p.add_argument("--ground-truth", type=Path, default=None,
+                   help="folder with DCASE evaluator ground-truth CSVs for anonymised evaluation clips")
+    add_config_options(p, AudioConfig)
+    add_workspace(p)
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("forget", help="remove a whole dataset from the workspace (asks for --yes)",
+                       description="Remove every clip, audio partition, quarantine entry and derived result of one "
+                                   "dataset. Without --yes it only lists what would be removed and exits 1; `asd ingest` "
+                                   "never drops a dataset whose root is missing or empty.")
+    p.add_argument("--dataset", required=True, metavar="NAME", help="dataset name, as in clips.dataset")
+    p.add_argument("--yes", action="store_true", help="really remove it (default: only list what would go)")
+    add_workspace(p)
+    p.set_defaults(func=cmd_forget)
+
+    p = sub.add_parser("mix", help="build training mixtures and noisy test sets from a noise library (Prefect flow)",
+                       description="Mix clean normal training clips with noise (SNR uniform in [--snr-min, --snr-max]) "
+                                   "and each test clip with held-out noise per subset and SNR bin. Only provenance is "
+                                   "stored (clip, noise, offset, gains, SNR); later stages regenerate the audio exactly.")
+    p.add_argument("--noise", type=Path, default=None,
+                   help="noise folder: one sub-folder of WAV files per class, optional classes.csv (class,kind,held_out)")
+    p.add_argument("--no-supplemental", action="store_true", help="ignore ingested DCASE 2025 supplemental noise clips")
+    p.add_argument("--mismatched", default=None, help="comma-separated noise classes held out of training (default: classes.csv, "
+                                                      "else the last class of each kind)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--snr-min", type=float, default=-10.0)
+    p.add_argument("--snr-max", type=float, default=10.0)
+    p.add_argument("--mixtures-per-clip", type=int, default=1)
+    p.add_argument("--lam", type=float, default=0.5, help="lambda of the alignment target, stored per mixture (default: %(default)s)")
+    p.add_argument("--eval-subsets", default=None, help="comma-separated: stationary,non-stationary,mismatched (default: all)")
+    p.add_argument("--eval-bins", default=None, help="SNR bins of the noisy test sets (default: -10:-5,-5:0,0:5,5:10)")
+    add_workspace(p)
+    p.set_defaults(func=cmd_mix)

@@ -1,0 +1,165 @@
+"""Scoring and analysis commands: score, evaluate, export-dcase, report, sql."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from asd_core.choices import ENCODER_NAMES, NORMALIZATIONS
+from flows.cli.common import add_tracking_uri, add_workspace, check_folder
+
+
+def cmd_score(args) -> int:
+    from flows.score import score_flow
+
+    report = score_flow(workspace=str(args.workspace), encoder=args.encoder, normalization=args.normalization,
+                        k=args.k, r=args.r, metric=args.metric, threshold_quantile=args.threshold_quantile,
+                        index_type=args.index, strict=args.strict, threads=args.threads,
+                        encoder_version=args.encoder_version, noisy=args.noisy)
+    print(f"run {report['run_id']}: {report['scored']} test clips in {report['sections']} sections "
+          f"({report['encoder']}, {report['normalization']}, {report['params']['metric']}); "
+          f"{report['indexes_reused']} indexes re-used")
+    for reason in report["skipped"]:
+        print(f"  skipped: {reason}", file=sys.stderr)
+    print(f"Metrics:  asd evaluate --workspace {args.workspace} --run {report['run_id']}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from asd_core.textable import format_table
+
+    if args.noise:
+        from asd_core.config import Workspace
+        from asd_core.evaluation.noise import noise_comparison
+
+        rows = noise_comparison(Workspace(args.workspace), [args.run] if args.run else None)
+        if not rows:
+            print("no runs over noisy test clips yet: asd mix, asd embed --noisy, asd score --noisy (or asd train-student)")
+            return 1
+        print("Official score per noise subset and SNR bin (columns: encoder/normalization):\n")
+        print(format_table(rows))
+        return 0
+
+    from flows.evaluate import evaluate_flow
+
+    t = evaluate_flow(workspace=str(args.workspace), run_id=args.run)
+    run = t["run"]
+    print(f"run {t['run_id']}: encoder {run['encoder']} ({run['encoder_version']}), normalization {run['normalization']}, "
+          f"params {run['params']}" + ("  [transductive]" if run["transductive"] else ""))
+    if t["sections"]:
+        print("\n" + format_table(t["sections"]))
+        print("\n" + format_table(t["summary"]))
+    if t["sections_2020"]:
+        print("\nDCASE 2020 style (per machine id, no domains)\n" + format_table(t["sections_2020"]))
+        print("\n" + format_table(t["summary_2020"]))
+    if not t["sections"] and not t["sections_2020"]:
+        print("no labelled test clips were scored in this run")
+    return 0
+
+
+def cmd_export_dcase(args) -> int:
+    from asd_core.config import Workspace
+    from asd_core.evaluation import export_dcase
+
+    check_folder(args.out, "OUT", writes=True)  # export-dcase writes a folder of CSV files per dataset
+    files = export_dcase(Workspace(args.workspace), args.run, args.out)
+    print(f"wrote {len(files)} files under {args.out}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from flows.report import report_flow
+
+    r = report_flow(workspace=str(args.workspace), run_id=args.run, tracking_uri=args.tracking_uri, mlflow=not args.no_mlflow)
+    print(f"report of run {r['run_id']}: {r['index']} ({len(r['figures'])} figures)")
+    if r.get("mlflow_uri"):
+        print(f"MLflow: {r['mlflow_uri']} (experiment asd-reports, run {r['mlflow_run_id']})")
+    return 0
+
+
+def cmd_sql(args) -> int:
+    """One read query (sql/README.md says what is allowed); ``--output`` writes its result outside the workspace."""
+    from asd_core.config import Workspace
+    from asd_core.storage.catalog import analyst_query, check_outside_workspace, result_format, write_result
+    from asd_core.textable import format_table
+
+    ws = Workspace(args.workspace)
+    out = None
+    if args.output is not None:
+        result_format(args.output)
+        out = check_outside_workspace(ws, args.output)
+    with analyst_query(ws, args.query, tuple(args.allow_read or ())) as rel:
+        if out is not None:
+            table = rel.to_arrow_table()
+            write_result(table, out)
+            print(f"wrote {table.num_rows} rows to {out}")
+            return 0
+        columns = rel.columns
+        rows = [dict(zip(columns, row)) for row in rel.limit(args.limit).fetchall()]
+    print(format_table(rows))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("score", help="score test clips per section and publish the run to DuckDB (Prefect flow)",
+                       description="Fit one detector per section on its normal training clips (FAISS indexes under "
+                                   "<workspace>/indexes, re-used while unchanged), score the test clips, decide with "
+                                   "one threshold per section, and publish runs/scores/thresholds to asd.duckdb.")
+    p.add_argument("--encoder", default="logmel-stats",
+                   help="an encoder with embeddings in the workspace: " + ", ".join(ENCODER_NAMES) +
+                        " (students are named student-<objective>) (default: %(default)s)")
+    p.add_argument("--noisy", action="store_true",
+                   help="also score the noisy test clips (asd mix, asd embed --noisy): metrics per noise subset and SNR bin")
+    p.add_argument("--encoder-version", default=None, help="which embeddings of the encoder, when several versions exist")
+    p.add_argument("--normalization", default="knn", choices=NORMALIZATIONS,
+                   help="knn/gwrp: local-density ratio (the proposed method); *-diff: subtractive; the rest: baselines")
+    p.add_argument("--k", type=int, default=1, help="K of knn / lof (default: %(default)s)")
+    p.add_argument("--r", type=float, default=0.9, help="decay r of gwrp (default: %(default)s)")
+    p.add_argument("--metric", choices=["cosine", "euclidean"], default=None,
+                   help="distance (default: the encoder's preferred one)")
+    p.add_argument("--threshold-quantile", type=float, default=0.9,
+                   help="decision threshold: this quantile of the leave-one-out reference scores (default: %(default)s)")
+    p.add_argument("--index", choices=["exact", "ivf"], default="exact", help="FAISS index type (default: %(default)s)")
+    p.add_argument("--strict", action="store_true", help="fail when a section cannot be scored instead of skipping it")
+    p.add_argument("--threads", type=int, default=None)
+    add_workspace(p)
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("evaluate", help="print the evaluator-style metrics of a run (default: the newest)")
+    p.add_argument("--run", default=None, metavar="ID")
+    p.add_argument("--noise", action="store_true",
+                   help="compare the runs over noisy test clips: official score per noise subset and SNR bin")
+    add_workspace(p, reads_only=True)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export-dcase", help="write DCASE anomaly_score_* / decision_result_* CSVs of a run")
+    p.add_argument("--run", required=True, metavar="ID")
+    p.add_argument("out", type=Path, metavar="OUT")
+    add_workspace(p, reads_only=True)
+    p.set_defaults(func=cmd_export_dcase)
+
+    p = sub.add_parser("report", help="(re)build the HTML report of a scoring run and log it to MLflow",
+                       description="Write <workspace>/reports/<run>/index.html with PNG figures: per-section score "
+                                   "histograms by domain and label before and after normalization, ROC curves per "
+                                   "domain and the metrics table; log it as artifacts of the run's MLflow report run "
+                                   "(experiment asd-reports) and link it from a Prefect markdown artifact.")
+    p.add_argument("--run", default=None, metavar="ID", help="scoring run (default: the newest)")
+    p.add_argument("--no-mlflow", action="store_true", help="only write the local report")
+    add_tracking_uri(p)
+    add_workspace(p)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("sql", help="run a SQL query against the workspace's asd.duckdb (read-only)",
+                       description="Run one read query (SELECT, WITH, FROM, VALUES, DESCRIBE, SHOW, SUMMARIZE) against "
+                                   "<workspace>/asd.duckdb. Nothing is written: COPY, ATTACH, INSTALL/LOAD, SET, PRAGMA, "
+                                   "EXPLAIN and changes are refused, and files are readable only under the workspace and "
+                                   "--allow-read folders (sql/README.md).")
+    p.add_argument("query")
+    p.add_argument("--limit", type=int, default=1000, help="print at most this many rows (default: %(default)s)")
+    p.add_argument("--output", type=Path, default=None, metavar="FILE",
+                   help="write every row of the result to FILE.parquet or FILE.csv (outside the workspace) instead of printing")
+    p.add_argument("--allow-read", action="append", type=Path, metavar="DIR",
+                   help="also let the query read files (Parquet, CSV, ...) under DIR (repeatable)")
+    add_workspace(p, reads_only=True)
+    p.set_defaults(func=cmd_sql)
