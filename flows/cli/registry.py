@@ -36,9 +36,15 @@ def cmd_promote(args) -> int:
 def cmd_models(args) -> int:
     from asd_core.config import Workspace
     from asd_core.textable import format_table
-    from asd_core.tracking.registry import list_models
+    from asd_core.tracking.versions import sqlite_file, sqlite_versions
 
-    rows = list_models(Workspace(args.workspace), tracking(args))
+    ws, cfg = Workspace(args.workspace), tracking(args)
+    db = sqlite_file(cfg.resolved_uri(ws))
+    rows = sqlite_versions(db, cfg.model_name) if db is not None else None  # no MLflow import: well under a second
+    if rows is None:
+        from asd_core.tracking.registry import list_models
+
+        rows = list_models(ws, cfg)
     print(format_table(rows) if rows else f"no versions of {args.model_name}")
     return 0
 
