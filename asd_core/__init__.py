@@ -41,7 +41,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("training",),
     ("scoring",),
     ("evaluation", "tracking"),
-    ("reporting",),
+    ("reporting", "monitor"),
     ("pipeline",),
     ("flows",),
 )

@@ -138,3 +138,46 @@ NOISY_CLIPS = pa.schema(
     [pa.field("noisy_clip_id", pa.string(), nullable=False)] + _MIX_FIELDS
     + [pa.field("snr_bin", pa.string(), nullable=False), _CLEAN_KEY]  # snr_bin: e.g. "-10..-5"
 )
+
+
+# `asd monitor` (asd_core/monitor): one row per (file content, machine type, section, model version)
+# scored; Parquet per monitor run under parquet/detections/batch=<id>/, published into DuckDB.
+DETECTIONS = pa.schema(
+    [
+        pa.field("path", pa.string(), nullable=False),  # absolute path the file was scored at
+        pa.field("sha256", pa.string(), nullable=False),  # of the file's bytes: the clip's identity
+        pa.field("machine_type", pa.string(), nullable=False),
+        pa.field("section", pa.string(), nullable=False),
+        pa.field("recorded_at", pa.timestamp("us"), nullable=False),  # UTC (a name without a zone is taken as UTC)
+        pa.field("model_name", pa.string(), nullable=False),
+        pa.field("model_version", pa.string(), nullable=False),
+        pa.field("score", pa.float64(), nullable=False),  # higher = more anomalous
+        pa.field("threshold", pa.float64(), nullable=False),  # the section's one threshold in that version
+        pa.field("decision", pa.int8(), nullable=False),  # 1 = anomalous (score > threshold)
+        pa.field("scored_at", pa.timestamp("us"), nullable=False),  # UTC
+        pa.field("recorded_at_source", pa.string(), nullable=False),  # manifest | file name | mtime
+        pa.field("dataset", pa.string(), nullable=False),  # the model's dataset whose section detector scored it
+        pa.field("sample_rate", pa.int32(), nullable=False),  # of the file (resampled to the model's rate if other)
+        pa.field("threshold_quantile", pa.float64()),  # quantile of the normal reference scores the threshold is
+        pa.field("batch_id", pa.string(), nullable=False),  # the monitor run that scored it
+    ]
+)
+
+# Files `asd monitor` could not score (scored = false), and notes on files it scored after a
+# change (scored = true: resampled from another rate, float samples clipped).
+MONITOR_QUARANTINE = pa.schema(
+    [
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("sha256", pa.string()),  # null when the file could not be read
+        pa.field("machine_type", pa.string()),  # null when the path does not name one
+        pa.field("section", pa.string()),
+        pa.field("model_name", pa.string(), nullable=False),
+        pa.field("model_version", pa.string(), nullable=False),
+        pa.field("stage", pa.string(), nullable=False),  # discover | read | model | decode | embed | resample | clip
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("scored", pa.bool_(), nullable=False),
+        pa.field("file_size", pa.int64()),
+        pa.field("quarantined_at", pa.timestamp("us"), nullable=False),  # UTC
+        pa.field("batch_id", pa.string(), nullable=False),
+    ]
+)

@@ -171,3 +171,26 @@ CREATE OR REPLACE VIEW run_metrics_2020 AS
 SELECT run_id, noise_subset, snr_bin, dataset, count(*) AS machine_ids,
        avg(auc) AS mean_auc, avg(pauc) AS mean_pauc, hmean(auc) AS hmean_auc, hmean(pauc) AS hmean_pauc
 FROM section_metrics_2020 GROUP BY ALL;
+
+-- `asd monitor` (sql/README.md): incoming recordings per model version, machine type, section and
+-- day recorded (UTC). A clip re-scored by a newer version (--rescore) counts once per version.
+CREATE OR REPLACE VIEW detection_summary AS
+SELECT model_name, model_version, machine_type, section, CAST(recorded_at AS DATE) AS day,
+       count(*) AS clips, sum(decision)::BIGINT AS anomalies, avg(decision) AS anomaly_rate,
+       quantile_cont(score, 0.1) AS score_p10, quantile_cont(score, 0.5) AS score_p50,
+       quantile_cont(score, 0.9) AS score_p90, max(score) AS score_max, max(threshold) AS threshold
+FROM detections
+GROUP BY model_name, model_version, machine_type, section, CAST(recorded_at AS DATE);
+
+-- Drift: the share of clips above the threshold per day against the share expected of normal clips.
+-- The threshold is the threshold_quantile (q) of the section's normal reference scores, so about
+-- 1 - q of normal clips lie above it; a whole-distribution shift shows as share_above / expected_share
+-- moving away from 1 (z: binomial z-score of the count above) before single clips become alarms.
+CREATE OR REPLACE VIEW detection_drift AS
+SELECT *, share_above / expected_share AS ratio,
+       (above - clips * expected_share) / sqrt(clips * expected_share * (1 - expected_share)) AS z
+FROM (SELECT model_name, model_version, machine_type, section, CAST(recorded_at AS DATE) AS day,
+             count(*) AS clips, sum(decision)::BIGINT AS above, avg(decision) AS share_above,
+             1 - avg(threshold_quantile) AS expected_share
+      FROM detections
+      GROUP BY model_name, model_version, machine_type, section, CAST(recorded_at AS DATE));

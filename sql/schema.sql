@@ -113,3 +113,42 @@ CREATE TABLE IF NOT EXISTS noisy_clips (
     clean_key     VARCHAR                    -- audio key of the clean clip the gains were measured on
 );
 ALTER TABLE noisy_clips ADD COLUMN IF NOT EXISTS clean_key VARCHAR;
+
+-- `asd monitor`: incoming recordings scored by a registered model, one row per (file content,
+-- machine type, section, model version); Parquet under parquet/detections/batch=<id>/.
+CREATE TABLE IF NOT EXISTS detections (
+    path               VARCHAR NOT NULL,     -- absolute path the file was scored at
+    sha256             VARCHAR NOT NULL,     -- of the file's bytes: the clip's identity
+    machine_type       VARCHAR NOT NULL,
+    section            VARCHAR NOT NULL,
+    recorded_at        TIMESTAMP NOT NULL,   -- UTC: manifest, else a time in the file name, else mtime
+    model_name         VARCHAR NOT NULL,
+    model_version      VARCHAR NOT NULL,
+    score              DOUBLE NOT NULL,      -- higher = more anomalous
+    threshold          DOUBLE NOT NULL,      -- the section's one threshold in that model version
+    decision           TINYINT NOT NULL,     -- 1 = anomalous: score above the threshold
+    scored_at          TIMESTAMP NOT NULL,   -- UTC
+    recorded_at_source VARCHAR NOT NULL,     -- manifest | file name | mtime
+    dataset            VARCHAR NOT NULL,     -- the model's dataset whose section detector scored it
+    sample_rate        INTEGER NOT NULL,     -- of the file (resampled to the model's rate if other)
+    threshold_quantile DOUBLE,               -- quantile of the normal reference scores the threshold sits at
+    batch_id           VARCHAR NOT NULL,     -- the monitor run that scored it
+    PRIMARY KEY (sha256, machine_type, section, model_name, model_version)
+);
+
+-- Files `asd monitor` could not score (scored = false) and notes on files it scored after a change
+-- (scored = true: resampled from another sample rate, float samples clipped).
+CREATE TABLE IF NOT EXISTS monitor_quarantine (
+    path           VARCHAR NOT NULL,
+    sha256         VARCHAR,                  -- NULL when the file could not be read
+    machine_type   VARCHAR,                  -- NULL when the path names none
+    section        VARCHAR,
+    model_name     VARCHAR NOT NULL,
+    model_version  VARCHAR NOT NULL,
+    stage          VARCHAR NOT NULL,         -- discover | read | model | decode | embed | resample | clip
+    reason         VARCHAR NOT NULL,
+    scored         BOOLEAN NOT NULL,
+    file_size      BIGINT,
+    quarantined_at TIMESTAMP NOT NULL,       -- UTC
+    batch_id       VARCHAR NOT NULL
+);

@@ -41,9 +41,13 @@ def test_every_deployment_builds_and_the_pipeline_one_runs(tmp_path, demo_small,
             assert dep.pull_steps[0]["prefect.deployments.steps.set_working_directory"]["directory"] == str(REPO)
             assert len(dep.schedules) == len(spec["schedules"])
             flow = client.read_flow(dep.flow_id)
-            assert f"{flow.name}/{dep.name}" in ("asd-pipeline/nightly-retraining", "asd-rescore/rescore-new-data")
+            assert f"{flow.name}/{dep.name}" in ("asd-pipeline/nightly-retraining", "asd-rescore/rescore-new-data",
+                                                 "asd-monitor/watch-incoming")
         nightly = built["nightly-retraining"]
         assert nightly.schedules[0].schedule.cron == "0 2 * * *"
+        watch = built["watch-incoming"]
+        assert watch.schedules[0].schedule.interval.total_seconds() == 600 and watch.schedules[0].active
+        assert watch.parameters["model"] == "asd-encoder@champion"
         # the parameters a deployment carries must make a valid config
         from asd_core.pipeline.config import load_config
 

@@ -1,0 +1,67 @@
+"""The monitor command: score incoming recordings with a registered model version."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from flows.cli.common import add_tracking_uri, add_workspace
+
+
+def _print_report(r: dict) -> None:
+    from asd_core.textable import format_table
+
+    per_section: dict[tuple[str, str], dict] = {}
+    for d in r["detections"]:
+        row = per_section.setdefault((d["machine_type"], d["section"]), {
+            "machine_type": d["machine_type"], "section": d["section"], "scored": 0, "anomalies": 0, "max_score": float("-inf"),
+            "threshold": f"{d['threshold']:.4f}"})
+        row["scored"] += 1
+        row["anomalies"] += d["decision"]
+        row["max_score"] = max(row["max_score"], d["score"])
+    if per_section:
+        print(format_table([{**row, "max_score": f"{row['max_score']:.4f}"} for _, row in sorted(per_section.items())]))
+        print()
+    for d in sorted((d for d in r["detections"] if d["decision"]), key=lambda d: -d["score"]):
+        print(f"  anomaly: {d['path']}: score {d['score']:.4f} > threshold {d['threshold']:.4f} "
+              f"({d['machine_type']}/section_{d['section']}, recorded {d['recorded_at']:%Y-%m-%d %H:%M:%S})")
+    print(f"{r['model_name']} version {r['model_version']}: {r['scored']} clips scored ({r['anomalies']} anomalous), "
+          f"{r['quarantined']} quarantined, {r['already_scored']} already scored, "
+          f"{r['already_quarantined']} already quarantined (batch {r['batch_id']})")
+    for q in r["quarantine"]:
+        kind = "note" if q["scored"] else "quarantined"
+        print(f"  {kind}: {q['path']}: {q['reason']}", file=sys.stderr)
+
+
+def cmd_monitor(args) -> int:
+    from flows.monitor import monitor_flow
+
+    r = monitor_flow(incoming=str(args.incoming), workspace=str(args.workspace), model=args.model,
+                     manifest=str(args.manifest) if args.manifest else None, rescore=args.rescore,
+                     tracking_uri=args.tracking_uri)
+    _print_report(r)
+    if r["nothing_scored"]:
+        print(f"error: none of the {r['found']} recordings in {args.manifest or args.incoming} could be scored",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("monitor", help="score incoming recordings with a registered model (detections table, Prefect events)",
+                       description="Score each new WAV file under INCOMING/<machine_type>/section_<ss>/ (nested folders "
+                                   "allowed) or listed in --manifest once per content and model, into the detections "
+                                   "table; files that cannot be scored go to monitor_quarantine. Exit 1 only when "
+                                   "nothing could be scored.")
+    p.add_argument("incoming", type=Path, metavar="INCOMING",
+                   help="folder of incoming recordings (with --manifest: the folder relative paths are under)")
+    p.add_argument("--model", default="asd-encoder@champion",
+                   help="registered model: NAME@ALIAS, NAME/VERSION or models:/... (default: %(default)s)")
+    p.add_argument("--manifest", type=Path, default=None, metavar="CSV",
+                   help="CSV with columns path, machine_type, section and optional recorded_at, dataset")
+    p.add_argument("--rescore", action="store_true",
+                   help="score files already scored by another version of the model again with this one")
+    add_tracking_uri(p)
+    add_workspace(p)
+    p.set_defaults(func=cmd_monitor)
