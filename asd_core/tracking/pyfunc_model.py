@@ -1,21 +1,43 @@
 """An MLflow pyfunc that scores WAV files on its own: encoder + per-section FAISS indexes with
 rho + the normalisation config, bundled as one artifact folder (see registry.bundle_run).
 
-Input: a DataFrame with ``path`` (WAV file), ``machine_type``, ``section`` (and ``dataset``
-when the bundle holds several datasets for that section). Output: the same rows with
-``score`` (higher = more anomalous), ``threshold`` and ``decision`` (1 = anomalous).
+Input: a DataFrame with ``machine_type``, ``section`` (and ``dataset`` when the bundle holds
+several datasets for that section) and, per row, exactly one of ``path`` (a WAV file the scoring
+process can read) or ``audio_b64`` (a WAV file's bytes, base64: for HTTP clients of
+``mlflow models serve``). Output: the rows without ``audio_b64``, plus ``score`` (higher = more
+anomalous), ``threshold`` and ``decision`` (1 = anomalous). Bad rows raise
+:class:`ScoringRequestError`, which the MLflow scoring server answers with HTTP 400.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import tempfile
 from pathlib import Path
 
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 BUNDLE = "bundle"
+SOURCES = ("path", "audio_b64")  # exactly one per row
+MAX_LISTED_ERRORS = 20
+
+
+class ScoringRequestError(MlflowException, ValueError):
+    """A request the model cannot score; the message names the rows and the problem.
+
+    An MlflowException with INVALID_PARAMETER_VALUE so the scoring server answers 400 with this
+    message (any other exception becomes a generic 400 with a stack trace); a ValueError so
+    in-process callers catch it as before.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
 
 
 def load_bundle_encoder(bundle: Path):
@@ -44,6 +66,49 @@ def load_section_detectors(bundle: Path) -> dict[tuple[str, str, str], tuple]:
     return out
 
 
+def decode_wav(path: Path, audio_cfg) -> np.ndarray:
+    """The waveform ingest would store for this file: probe (header, truncation), decode to mono at
+    the model's rate, limit float samples to full scale; AudioFileError/OSError on bad files."""
+    from asd_core.datasets import audio_io
+
+    if not path.exists() and not path.is_symlink():  # audio_io's reason ("vanished during ingest") fits ingest only
+        raise audio_io.AudioFileError("no such file")
+    info = audio_io.probe(path)
+    return audio_io.limit_full_scale(audio_io.decode(path, info, audio_cfg), info)[0]
+
+
+def decode_wav_b64(text: str, audio_cfg, tmp: Path) -> np.ndarray:
+    """``decode_wav`` of base64 WAV bytes (written to a file under ``tmp`` so the checks are the same)."""
+    from asd_core.datasets.audio_io import AudioFileError
+
+    try:
+        data = base64.b64decode("".join(str(text).split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise AudioFileError(f"audio_b64 is not valid base64 ({exc})") from None
+    if not data:
+        raise AudioFileError("audio_b64 decodes to 0 bytes")
+    path = tmp / "clip.wav"
+    path.write_bytes(data)
+    try:
+        return decode_wav(path, audio_cfg)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _given(value) -> bool:
+    """A cell that holds a value (not None / NaN / blank)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return False
+    return not (isinstance(value, str) and not value.strip())
+
+
+def _raise_rows(errors: list[str]) -> None:
+    if errors:
+        more = f"\n... and {len(errors) - MAX_LISTED_ERRORS} more rows" if len(errors) > MAX_LISTED_ERRORS else ""
+        raise ScoringRequestError(f"{len(errors)} of the request's rows cannot be scored (rows count from 0):\n"
+                                  + "\n".join(errors[:MAX_LISTED_ERRORS]) + more)
+
+
 class AsdScoringModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         bundle = Path(context.artifacts[BUNDLE])
@@ -56,35 +121,53 @@ class AsdScoringModel(mlflow.pyfunc.PythonModel):
         keys = [k for k in self.detectors if k[1] == machine_type and k[2] == section and (dataset is None or k[0] == dataset)]
         if not keys:
             known = sorted({f"{k[1]}/section_{k[2]}" for k in self.detectors})
-            raise ValueError(f"no index for {machine_type}/section_{section} in this model (it covers: {', '.join(known)})")
+            where = f"{machine_type}/section_{section}" + (f" of dataset {dataset}" if dataset is not None else "")
+            raise ValueError(f"unknown section: no index for {where} in this model (it covers: {', '.join(known)})")
         if len(keys) > 1:
             raise ValueError(f"{machine_type}/section_{section} exists in several datasets ({', '.join(k[0] for k in keys)}): "
                              "add a dataset column")
         return self.detectors[keys[0]]
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        """Score every row, or raise ScoringRequestError listing all bad rows (nothing partial)."""
         from asd_core.config import AudioConfig
-        from asd_core.datasets import audio_io
+        from asd_core.datasets.audio_io import AudioFileError
 
-        df = pd.DataFrame(model_input).copy()
-        missing = {"path", "machine_type", "section"} - set(df.columns)
-        if missing:
-            raise ValueError(f"input needs columns path, machine_type, section; missing: {', '.join(sorted(missing))}")
+        df = pd.DataFrame(model_input).reset_index(drop=True)
+        missing = {"machine_type", "section"} - set(df.columns)
+        if missing or not set(SOURCES) & set(df.columns):
+            need = sorted(missing) + ([] if set(SOURCES) & set(df.columns) else ["path or audio_b64"])
+            raise ScoringRequestError(f"input needs columns machine_type, section and one of path, audio_b64; missing: {', '.join(need)}")
+        cols = {c: df[c].tolist() if c in df.columns else [None] * len(df) for c in (*SOURCES, "dataset")}
+        errors, detectors = [], []
+        for i, (mt, sec) in enumerate(zip(df["machine_type"], df["section"])):
+            given = [c for c in SOURCES if _given(cols[c][i])]
+            if len(given) != 1:
+                errors.append(f"row {i}: give exactly one of path or audio_b64 (got {' and '.join(given) or 'neither'})")
+            ds = cols["dataset"][i] if _given(cols["dataset"][i]) else None
+            try:
+                detectors.append(self._detector(ds, mt, sec))
+            except ValueError as exc:
+                errors.append(f"row {i}: {exc}")
+        _raise_rows(errors)  # before any decoding: the cheap checks answer at once
+
         audio_cfg = AudioConfig(sample_rate=self.card["sample_rate"])
         waves = []
-        for path in df["path"]:
-            p = Path(path)
-            try:
-                waves.append(audio_io.decode(p, audio_io.probe(p), audio_cfg))
-            except (audio_io.AudioFileError, OSError) as exc:
-                raise ValueError(f"{p}: {exc}") from None
+        with tempfile.TemporaryDirectory(prefix="asd-serve-") as tmp:
+            for i, (path, b64) in enumerate(zip(cols["path"], cols["audio_b64"])):
+                try:
+                    waves.append(decode_wav(Path(path), audio_cfg) if _given(path) else decode_wav_b64(b64, audio_cfg, Path(tmp)))
+                except (AudioFileError, OSError) as exc:
+                    what = f"path {path}" if _given(path) else "audio_b64"
+                    errors.append(f"row {i}: undecodable audio in {what}: {exc}")
+        _raise_rows(errors)
+
         vectors = np.asarray(self.encoder.embed(waves), np.float32)
         scores, thresholds = np.empty(len(df)), np.empty(len(df))
-        datasets = df["dataset"] if "dataset" in df.columns else [None] * len(df)
-        for i, (ds, mt, sec) in enumerate(zip(datasets, df["machine_type"], df["section"])):
-            det, threshold = self._detector(ds, mt, sec)
+        for i, (det, threshold) in enumerate(detectors):
             scores[i] = float(det.score(vectors[i : i + 1])[0])
             thresholds[i] = threshold
-        df["score"], df["threshold"] = scores, thresholds
-        df["decision"] = (scores > thresholds).astype(np.int8)
-        return df
+        out = df.drop(columns="audio_b64", errors="ignore")  # echoing megabytes of audio back helps nobody
+        out["score"], out["threshold"] = scores, thresholds
+        out["decision"] = (scores > thresholds).astype(np.int64)
+        return out

@@ -28,12 +28,17 @@ CHALLENGER, CHAMPION = "challenger", "champion"
 
 
 def _signature():
+    """The pyfunc's columns, so MLflow (and its scoring server) rejects malformed requests: per row
+    exactly one of ``path`` / ``audio_b64`` (both optional here; the model checks the pair)."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
-    inputs = Schema([ColSpec("string", "path"), ColSpec("string", "machine_type"), ColSpec("string", "section"),
+    inputs = Schema([ColSpec("string", "path", required=False), ColSpec("string", "audio_b64", required=False),
+                     ColSpec("string", "machine_type"), ColSpec("string", "section"),
                      ColSpec("string", "dataset", required=False)])
-    outputs = Schema([ColSpec("double", "score"), ColSpec("double", "threshold"), ColSpec("long", "decision")])
+    outputs = Schema([ColSpec("string", "path", required=False), ColSpec("string", "machine_type"),
+                      ColSpec("string", "section"), ColSpec("string", "dataset", required=False),
+                      ColSpec("double", "score"), ColSpec("double", "threshold"), ColSpec("long", "decision")])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
