@@ -6,3 +6,4 @@ The encoder registry and the scoring config check their implementations against 
 ENCODER_NAMES = ("beats", "logmel-stats", "oracle", "stft-mean", "student", "teacher")
 NORMALIZATIONS = ("none", "knn", "gwrp", "knn-diff", "gwrp-diff", "kmeans-source", "smote", "domain-standardize", "lof")
 TRANSDUCTIVE = frozenset({"domain-standardize"})
+INDEX_TYPES = ("exact", "ivf")  # ivf: approximate (IVF lists, then float64 re-ranking), methods.md section 2

@@ -8,6 +8,15 @@ report the estimate instead of running for many minutes on a 2-core machine.
 
     .venv/bin/python benchmarks/scoring.py                  # full grid
     .venv/bin/python benchmarks/scoring.py --n 1000 --dims 128 --metric-rows 100000
+
+``--approx N DIM`` (issue 15 part 3) compares the approximate mode (``index_type="ivf"``) with the
+exhaustive one on clustered data, for the rho fit (K = 1) and the query: time, speed-up, the share
+of rows whose float64 result (argmin and score) is identical, and the fit's peak memory. The
+exhaustive fit is timed on ``--approx-rows`` references and extrapolated linearly in rows (it is
+O(N^2 d)); the output says so. ``--hnsw`` adds FAISS's IndexHNSWFlat as fit candidate generator
+(the alternative that measurement rejected).
+
+    nice .venv/bin/python benchmarks/scoring.py --approx 100000 768 --dims --metric-rows 0
 """
 
 from __future__ import annotations
@@ -80,6 +89,97 @@ def _one(n: int, dim: int, budget_tflop: float, queries: int = 200) -> dict:
     return out
 
 
+def _clustered(n: int, dim: int, queries: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """32 Gaussian clusters (noise 0.3 per dimension), queries with noise 0.4: the search table's data."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(32, dim)).astype(np.float32)
+    refs = centres[rng.integers(0, 32, n)]
+    for s in range(0, n, 4096):
+        refs[s : s + 4096] += 0.3 * rng.standard_normal((min(4096, n - s), dim), dtype=np.float32)
+    x = centres[rng.integers(0, 32, queries)] + 0.4 * rng.standard_normal((queries, dim), dtype=np.float32)
+    return refs, x
+
+
+def _approx(n: int, dim: int, rows: int, queries: int, hnsw: bool) -> dict:
+    """Approximate (ivf) against exhaustive rho fit and query, one process (peak RSS is its own)."""
+    import faiss
+
+    from asd_core.runtime import configure_threads
+    from asd_core.scoring.density import loo_neighbour_distances
+    from asd_core.scoring.distances import index_center, index_form
+    from asd_core.scoring.search import IVFPartition, build_index
+
+    threads = configure_threads()
+    refs, x = _clustered(n, dim, queries)
+    sample = np.sort(np.random.default_rng(1).choice(n, min(rows, n), replace=False))
+    base = _rss_mb()
+    out = {"n": n, "dim": dim, "threads": threads, "rows": len(sample), "queries": queries}
+    # approximate fit of every reference: partition + leave-one-out K = 1 among probed lists
+    t0 = time.perf_counter()
+    part = IVFPartition.fit(index_form(refs, "cosine", index_center(refs, "cosine")))
+    out["partition_s"] = time.perf_counter() - t0
+    d_approx = loo_neighbour_distances(refs, "cosine", 1, index_type="ivf", partition=part)
+    out["fit_approx_s"] = time.perf_counter() - t0
+    out["fit_peak_over_data_MB"] = _rss_mb() - base
+    out["nlist"], out["nprobe"] = len(part.centroids), part.nprobe
+    # exhaustive fit on a sample of rows (flat index over all N), extrapolated linearly in rows
+    t0 = time.perf_counter()
+    d_exact = loo_neighbour_distances(refs, "cosine", 1, rows=sample)
+    t = time.perf_counter() - t0
+    out["fit_exact_s"] = t * n / len(sample)
+    out["fit_agree"] = float(np.mean(d_approx[sample, 0] == d_exact[:, 0]))
+    if hnsw:
+        from asd_core.scoring.distances import prepare
+
+        P = prepare(refs, "cosine")
+        t0 = time.perf_counter()
+        h = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        h.hnsw.efConstruction, h.hnsw.efSearch = 40, 128
+        h.add(P)
+        build = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ids = h.search(P[sample], 2)[1]
+        out["hnsw_fit_s"] = build + (time.perf_counter() - t0) * n / len(sample)
+        first = np.where(ids[:, 0] == sample, ids[:, 1], ids[:, 0])
+        exact_first = faiss.knn(P[sample], P, 2, metric=faiss.METRIC_INNER_PRODUCT)[1]
+        exact_first = np.where(exact_first[:, 0] == sample, exact_first[:, 1], exact_first[:, 0])
+        out["hnsw_fit_agree"] = float(np.mean(first == exact_first))
+        del h, P
+    # queries: the same rho (the approximate fit's), exhaustive flat index vs the IVF partition
+    rho = np.maximum(d_approx[:, 0], 1e-8)
+    exhaustive, approx = build_index(refs, rho, "cosine", "ratio"), build_index(refs, rho, "cosine", "ratio", "ivf",
+                                                                              partition=part)
+    t0 = time.perf_counter()
+    s_e, i_e = exhaustive.search(x, 1)
+    out["query_exact_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    s_a, i_a = approx.search(x, 1)
+    out["query_approx_s"] = time.perf_counter() - t0
+    out["query_agree"] = float(np.mean((i_a[:, 0] == i_e[:, 0]) & (s_a[:, 0] == s_e[:, 0])))
+    out["query_argmin_agree"] = float(np.mean(i_a[:, 0] == i_e[:, 0]))
+    return out
+
+
+def _print_approx(r: dict) -> None:
+    nk_mb, nn_mb = r["n"] * 1 * 8 / 2**20, r["n"] ** 2 * 8 / 2**20
+    print(f"\napproximate mode (index_type=ivf: nlist={r['nlist']}, nprobe={r['nprobe']}, float64 re-ranking) vs "
+          f"exhaustive, N={r['n']:,}, d={r['dim']}, 32 clusters, cosine, K=1, {r['threads']} threads")
+    cols = ["stage", "exhaustive_s", "approx_s", "speed-up", "identical", "peak_MB"]
+    print(" ".join(f"{c:>13}" for c in cols))
+    rows = [("rho fit", r["fit_exact_s"], r["fit_approx_s"], r["fit_agree"], f"{r['fit_peak_over_data_MB']:.0f}"),
+            ("query", r["query_exact_s"], r["query_approx_s"], r["query_agree"], "")]
+    if "hnsw_fit_s" in r:
+        rows.append(("fit, hnsw", r["fit_exact_s"], r["hnsw_fit_s"], r["hnsw_fit_agree"], ""))
+    for name, e, a, agree, mem in rows:
+        print(" ".join(f"{v:>13}" for v in (name, f"{e:.1f}", f"{a:.1f}", f"{e / a:.1f}x", f"{100 * agree:.2f}%", mem)))
+    print(f"exhaustive fit timed on {r['rows']:,} of {r['n']:,} reference rows, extrapolated linearly in rows; "
+          f"approximate fit on all rows (partition {r['partition_s']:.1f} s included); agreement of the fit on those "
+          f"{r['rows']:,} rows (rho identical), of the query on {r['queries']:,} queries (argmin and score identical, "
+          f"same rho). Fit peak RSS above the data {r['fit_peak_over_data_MB']:.0f} MB: O(N d) copies + O(N K) "
+          f"(N K float64 = {nk_mb:.1f} MB; an N x N float64 matrix would be {nn_mb:,.0f} MB). hnsw: IndexHNSWFlat "
+          f"M=32, efConstruction=40, efSearch=128, candidates only (agreement of the first neighbour).", flush=True)
+
+
 def _metrics_bench(rows: int, sections: int = 100) -> dict:
     import duckdb
     import pandas as pd
@@ -130,14 +230,23 @@ def main() -> None:
     ap.add_argument("--fit-budget-tflop", type=float, default=1.5)
     ap.add_argument("--metric-rows", type=int, default=1_000_000)
     ap.add_argument("--metric-sections", type=int, nargs="+", default=[100, 10_000])
+    ap.add_argument("--approx", nargs=2, type=int, metavar=("N", "DIM"), help="approximate vs exhaustive table")
+    ap.add_argument("--approx-rows", type=int, default=1000, help="rows the exhaustive fit is timed on")
+    ap.add_argument("--approx-queries", type=int, default=2000)
+    ap.add_argument("--hnsw", action="store_true", help="add IndexHNSWFlat to the approximate table")
     ap.add_argument("--one", nargs=2, type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--one-approx", nargs=2, type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         print(json.dumps(_one(*args.one, args.fit_budget_tflop)))
         return
+    if args.one_approx:
+        print(json.dumps(_approx(*args.one_approx, args.approx_rows, args.approx_queries, args.hnsw)))
+        return
     cols = ["n", "dim", "fit_s", "fit_tflop", "peak_rss_MB", "data_MB", "f32_qps", "exact_qps", "exact_cost", "brute64_qps",
             "rel_diff_f32", "rel_diff_exact"]
-    print(" ".join(f"{c:>12}" for c in cols), flush=True)
+    if args.dims:
+        print(" ".join(f"{c:>12}" for c in cols), flush=True)
     for n in args.n if args.dims else []:
         for dim in args.dims:
             out = subprocess.run([sys.executable, __file__, "--one", str(n), str(dim), "--fit-budget-tflop",
@@ -146,6 +255,11 @@ def main() -> None:
             r["rel_diff_f32"], r["rel_diff_exact"] = f"{r['rel_diff_f32']:.1e}", f"{r['rel_diff_exact']:.1e}"
             r["fit_s"] = "skipped" if r["fit_s"] is None else r["fit_s"]
             print(" ".join(f"{str(r[c]):>12}" for c in cols), flush=True)
+    if args.approx:
+        cmd = [sys.executable, __file__, "--one-approx", *map(str, args.approx), "--approx-rows", str(args.approx_rows),
+               "--approx-queries", str(args.approx_queries)] + (["--hnsw"] if args.hnsw else [])
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        _print_approx(json.loads(out.strip().splitlines()[-1]))
     for sections in args.metric_sections if args.metric_rows else []:
         m = _metrics_bench(args.metric_rows, sections)
         print(f"\nmetrics over {m['rows']:,} scores in {m['sections']:,} sections: DuckDB SQL {m['duckdb_s']} s, "

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
-from asd_core.choices import NORMALIZATIONS, TRANSDUCTIVE
+from asd_core.choices import INDEX_TYPES, NORMALIZATIONS, TRANSDUCTIVE
 from asd_core.scoring.distances import ScoringInputError, check_metric
 
 
@@ -16,13 +16,18 @@ class ScoringConfig:
     metric: str = "cosine"
     k: int = 1  # K of knn / lof
     r: float = 0.9  # decay of gwrp
-    index_type: str = "exact"  # exact | ivf
+    index_type: str = "exact"  # INDEX_TYPES: exact (all references) | ivf (approximate, issue 15 part 3)
     threshold_quantile: float = 0.9
     kmeans_clusters: int = 16
     smote_neighbors: int = 4
     seed: int = 0
+    # derived from index_type, never set: labels approximate runs in runs.params and index manifests
+    approximate: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self.index_type not in INDEX_TYPES:
+            raise ScoringInputError(f"unknown index type {self.index_type!r}; choose one of {', '.join(INDEX_TYPES)}")
+        object.__setattr__(self, "approximate", self.index_type != "exact")
         if self.normalization not in NORMALIZATIONS:
             raise ScoringInputError(f"unknown normalization {self.normalization!r}; choose one of {', '.join(NORMALIZATIONS)}")
         check_metric(self.metric)
@@ -38,8 +43,9 @@ class ScoringConfig:
         return self.normalization in TRANSDUCTIVE
 
     def params(self) -> dict:
-        """The parameters that matter for this normalisation (stored in runs.params)."""
-        keep = {"metric", "index_type", "threshold_quantile"}
+        """The parameters that matter for this normalisation (stored in runs.params); approximate runs
+        carry ``approximate: true`` (exact ones omit it, so their run ids are unchanged)."""
+        keep = {"metric", "index_type", "threshold_quantile"} | ({"approximate"} if self.approximate else set())
         n = self.normalization
         if n.startswith("knn") or n == "lof":
             keep.add("k")

@@ -4,9 +4,12 @@ Layout: ``<workspace>/indexes/<encoder>-<version>/<dataset>/<machine_type>/secti
 holding ``index.faiss`` (absent for the Euclidean subtractive variant, searched by brute force),
 ``references.npy`` (the stored float32 references, read by the exact float64 re-ranking),
 ``rho.npy`` and ``manifest.json`` (counts, dim, metric, normalisation parameters, the threshold,
-and the content hash of the reference embeddings). Version 1 folders (before re-ranking) have
-no references: ``load`` rebuilds them, ``load_saved`` (a registered model's bundle) scores them
-as they were scored when saved.
+and the content hash of the reference embeddings). The approximate mode (``index_type="ivf"``,
+version 3) has no ``index.faiss``: its IVF partition is ``ivf_centroids.npy`` and ``ivf_lists.npy``
+(nprobe in the manifest), the augmented vectors are rebuilt from references and rho, so a loaded
+index scores identically. Version 1 folders (before re-ranking) have no references: ``load``
+rebuilds them, ``load_saved`` (a registered model's bundle) scores them as they were scored when
+saved; version 2 folders (exact, or a FAISS IVF index) load as they were.
 """
 
 from __future__ import annotations
@@ -25,11 +28,12 @@ from asd_core.config import Workspace
 from asd_core.hashing import json_id
 from asd_core.scoring.config import ScoringConfig
 from asd_core.scoring.detectors import NearestReference
-from asd_core.scoring.search import NormalizedIndex
+from asd_core.scoring.search import IVFPartition, NormalizedIndex
 from asd_core.storage.paths import index_section_root
 
-MANIFEST_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+MANIFEST_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+REUSABLE_VERSIONS = (2, 3)  # exact indexes are written alike by both; an approximate one has another config hash
 
 
 def content_hash(ids: list[str], vectors: np.ndarray) -> str:
@@ -55,7 +59,7 @@ def load(folder: Path, cfg: ScoringConfig, input_hash: str) -> tuple[NearestRefe
         return None
     manifest = json.loads(manifest_path.read_text())
     expected = {"normalization": cfg.normalization, **cfg.params()}
-    if manifest.get("input_hash") != input_hash or manifest.get("config") != expected or manifest.get("version") != MANIFEST_VERSION:
+    if manifest.get("input_hash") != input_hash or manifest.get("config") != expected or manifest.get("version") not in REUSABLE_VERSIONS:
         return None
     return _restore(folder, cfg, manifest)
 
@@ -70,8 +74,13 @@ def load_saved(folder: Path) -> tuple[NearestReference, float]:
 
 def _restore(folder: Path, cfg: ScoringConfig, manifest: dict) -> tuple[NearestReference, float]:
     faiss_file, refs_file = folder / "index.faiss", folder / "references.npy"
+    partition = None
+    if "ivf" in manifest:
+        partition = IVFPartition(_load_array(folder / "ivf_centroids.npy"), _load_array(folder / "ivf_lists.npy"),
+                                 manifest["ivf"]["nprobe"])
     index = NormalizedIndex(cfg.metric, manifest["mode"], faiss.read_index(str(faiss_file)) if faiss_file.exists() else None,
-                            _load_array(refs_file) if refs_file.exists() else None, _load_array(folder / "rho.npy"))
+                            _load_array(refs_file) if refs_file.exists() else None, _load_array(folder / "rho.npy"),
+                            partition=partition)
     det = NearestReference.restore(cfg, index, manifest["dim"], manifest["n_references"], manifest["threshold"])
     return det, manifest["threshold"]
 
@@ -92,6 +101,10 @@ def save(folder: Path, det: NearestReference, threshold: float, input_hash: str,
     try:
         if det.index_.index is not None:
             faiss.write_index(det.index_.index, str(tmp / "index.faiss"))
+        part = det.index_.partition
+        if part is not None:
+            np.save(tmp / "ivf_centroids.npy", part.centroids)
+            np.save(tmp / "ivf_lists.npy", part.lists)
         np.save(tmp / "references.npy", det.index_.refs)
         np.save(tmp / "rho.npy", det.rho_)
         manifest = {
@@ -99,7 +112,10 @@ def save(folder: Path, det: NearestReference, threshold: float, input_hash: str,
             "mode": det.index_.mode, "metric": cfg.metric, "dim": det.dim_, "n_references": det.n_references_,
             "threshold": threshold, "input_hash": input_hash, "counts": counts,
             "rho": {"min": float(det.rho_.min()), "median": float(np.median(det.rho_)), "max": float(det.rho_.max())},
+            "search": "approximate" if det.index_.approximate else "exhaustive",
         }
+        if part is not None:
+            manifest["ivf"] = {"nlist": len(part.centroids), "nprobe": part.nprobe}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
         if folder.exists():
             old = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.old")

@@ -12,9 +12,11 @@ distances of 1e-4 lose about 1e-4 of their value), so FAISS only proposes the ``
 best candidates; each score is then d(x, y_j) / rho_j (or d - rho_j) recomputed in float64
 from the difference vector of the stored embeddings, and the minimum taken over the shortlist.
 
-``index_type="ivf"`` swaps in an approximate inverted-file MIPS index for large reference
-sets; the re-ranking is exact but the shortlist may miss the true nearest reference, so its
-agreement must be measured (see benchmarks/scoring.py).
+``index_type="ivf"`` is the approximate mode for large reference sets (issue 15 part 3): an
+inverted-file partition (``IVFPartition``, k-means lists) restricts each query to the references
+of its ``nprobe`` nearest lists, scanned in blocks by BLAS; the shortlist is re-ranked in float64 as
+above, but it may miss the true minimum, so agreement is measured (benchmarks/scoring.py). IVF was
+chosen over HNSW by that measurement (README, Benchmarks). The same partition serves the rho fit.
 """
 
 from __future__ import annotations
@@ -28,6 +30,89 @@ from asd_core.scoring.distances import (SHORTLIST, candidate_distances, index_ce
                                        reference_norms)
 
 MODES = ("plain", "ratio", "diff")
+NPROBE = 8  # lists probed per query by the approximate mode (measured: benchmarks/scoring.py)
+
+
+@dataclass
+class IVFPartition:
+    """Approximate-mode candidate sets: references split into k-means lists (index form, L2); a query
+    is compared with the references of its ``nprobe`` nearest lists only (methods.md section 2).
+
+    Queries are grouped by their nearest list and each group scans the union of its members' probed
+    lists at once, so the scan is a matrix product, and every query sees at least its own lists."""
+
+    centroids: np.ndarray  # [nlist, d] float32, index form
+    lists: np.ndarray  # [N] list of each reference
+    nprobe: int = NPROBE
+
+    def __post_init__(self) -> None:
+        self.centroids = np.ascontiguousarray(self.centroids, np.float32)
+        self.lists = np.asarray(self.lists, np.int64)
+        self.order = np.argsort(self.lists, kind="stable")
+        self.offsets = np.searchsorted(self.lists[self.order], np.arange(len(self.centroids) + 1))
+
+    @classmethod
+    def fit(cls, vectors: np.ndarray, nlist: int = 0, nprobe: int = NPROBE, seed: int = 0) -> "IVFPartition":
+        """k-means (FAISS, 10 iterations on at most 40 points per list) over the index-form references;
+        ``nlist`` defaults to round(sqrt(N))."""
+        n, dim = vectors.shape
+        nlist = max(1, min(n, nlist or int(round(np.sqrt(n)))))
+        if nlist == 1:
+            centroids = vectors.mean(0, keepdims=True)
+        else:
+            km = faiss.Kmeans(dim, nlist, niter=10, seed=seed, min_points_per_centroid=1, max_points_per_centroid=40)
+            km.train(np.ascontiguousarray(vectors, np.float32))
+            centroids = km.centroids
+        part = cls(centroids, np.zeros(n, np.int64), nprobe)
+        return cls(centroids, part.probe(vectors, 1)[:, 0], nprobe)
+
+    def probe(self, xq: np.ndarray, nprobe: int | None = None) -> np.ndarray:
+        """The ``nprobe`` nearest lists of each index-form query [q, nprobe], nearest first."""
+        p = min(len(self.centroids), nprobe or self.nprobe)
+        return faiss.knn(np.ascontiguousarray(xq, np.float32), self.centroids, p, metric=faiss.METRIC_L2)[1]
+
+    def groups(self, probes: np.ndarray):
+        """(query rows, candidate reference ids) per nearest list: the union of the rows' probed lists."""
+        by_first = np.argsort(probes[:, 0], kind="stable")
+        bounds = np.flatnonzero(np.diff(probes[by_first, 0])) + 1
+        for sel in np.split(by_first, bounds):
+            if len(sel):
+                lists = np.unique(probes[sel])
+                yield sel, np.concatenate([self.order[self.offsets[c] : self.offsets[c + 1]] for c in lists])
+
+
+def partition_shortlist(xq: np.ndarray, vectors: np.ndarray, partition: IVFPartition, probes: np.ndarray, m: int,
+                        inner: bool, memory_mb: int = 256) -> np.ndarray:
+    """Best ``m`` reference ids per query among its probed lists by the float32 value (inner product
+    or L2 of ``xq`` and ``vectors``, both in FAISS form) [q, m]; -1 pads where fewer were probed.
+
+    ``vectors`` are sorted by list (``vectors[i]`` is reference ``partition.order[i]``), so each list
+    is a contiguous block scanned once for all queries probing it; queries go in chunks so the
+    [chunk, nprobe * m] merge stays near ``memory_mb``."""
+    metric = faiss.METRIC_INNER_PRODUCT if inner else faiss.METRIC_L2
+    q, p = probes.shape
+    out = np.full((q, m), -1, np.int64)
+    chunk = max(1, memory_mb * 2**20 // (16 * p * m))
+    for start in range(0, q, chunk):
+        pr = probes[start : start + chunk]
+        vals = np.full((len(pr), p * m), -np.inf if inner else np.inf, np.float32)
+        ids = np.full((len(pr), p * m), -1, np.int64)
+        flat = pr.ravel()
+        by_list = np.argsort(flat, kind="stable")
+        for pos in np.split(by_list, np.flatnonzero(np.diff(flat[by_list])) + 1):
+            if not len(pos):
+                continue
+            lo, hi = partition.offsets[flat[pos[0]]], partition.offsets[flat[pos[0]] + 1]
+            if hi == lo:
+                continue
+            mm = int(min(m, hi - lo))
+            rows, cols = pos // p, (pos % p)[:, None] * m + np.arange(mm)
+            d, i = faiss.knn(np.ascontiguousarray(xq[start + rows]), vectors[lo:hi], mm, metric=metric)
+            vals[rows[:, None], cols], ids[rows[:, None], cols] = d, partition.order[lo + i]
+        mm = min(m, p * m)
+        best = np.argsort(-vals if inner else vals, axis=1, kind="stable")[:, :mm]
+        out[start : start + len(pr), :mm] = np.take_along_axis(ids, best, 1)
+    return out
 
 
 @dataclass
@@ -35,7 +120,9 @@ class NormalizedIndex:
     """Fitted search structure: ``search(x)`` returns (score, nearest reference) per row.
 
     ``refs`` are the stored (unprepared) float32 references; ``None`` only for indexes saved
-    before exact re-ranking existed, which score with FAISS's float32 values as they did then."""
+    before float64 re-ranking existed, which score with FAISS's float32 values as they did then.
+    The shortlist comes from ``index`` (a FAISS index: flat, or a legacy IVF), from ``partition``
+    (the approximate mode) or, with neither, from a float64 brute force."""
 
     metric: str
     mode: str
@@ -43,30 +130,47 @@ class NormalizedIndex:
     refs: np.ndarray | None
     rho: np.ndarray
     shortlist: int = SHORTLIST
+    partition: IVFPartition | None = None
 
     def __post_init__(self) -> None:
         self.norms = None if self.refs is None else reference_norms(self.refs, self.metric)
         self.center = index_center(self.refs, self.metric) if self.refs is not None else None
-        self.unreliable = (np.empty(0, np.int64) if self.refs is None or self.index is None
+        searched = self.index is not None or self.partition is not None
+        self.unreliable = (np.empty(0, np.int64) if self.refs is None or not searched
                            else unreliable_references(self.refs, self.rho, self.metric, self.mode, self.center))
+        self.vectors = None
+        if self.partition is not None and not (self.metric == "euclidean" and self.mode == "diff"):
+            vectors = augment_refs(index_form(self.refs, self.metric, self.center), self.rho, self.metric, self.mode)
+            self.vectors = vectors[self.partition.order]  # sorted by list: each list one contiguous block
 
     @property
-    def exact(self) -> bool:
+    def reranked(self) -> bool:
+        """Scores are recomputed in float64 from the stored references (not whether the search is exhaustive)."""
         return self.refs is not None
+
+    @property
+    def approximate(self) -> bool:
+        """The shortlist may miss the true minimum (an IVF partition or a legacy FAISS IVF index)."""
+        return self.partition is not None or (self.index is not None and not isinstance(self.index, faiss.IndexFlat))
 
     def search(self, x: np.ndarray, k: int = 1, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k normalised scores (ascending, float64) and reference ids for raw float32 queries.
 
         ``exclude[i]`` is a reference id query i may not match (leave-one-out: itself; -1: none)."""
-        if not self.exact:
+        if not self.reranked:
             return self._search_float32(x, k, exclude)
         n = len(self.rho)
         m = min(n, self.shortlist + k + (exclude is not None))
-        if self.index is None or len(self.unreliable) > max(64, n // 4):
+        if (self.index is None and self.partition is None) or len(self.unreliable) > max(64, n // 4):
             cand = _brute_candidates(x, self.refs, self.rho, m, self.metric, self.mode)
         else:
-            q = augment_queries(index_form(x, self.metric, self.center), self.metric, self.mode)
-            cand = self.index.search(q, m)[1]
+            cand = self._partition_candidates(x, m) if self.partition is not None else self._index_candidates(x, m)
+            if self.approximate:  # too few probed (tiny lists): those rows fall back to the brute force
+                short = np.flatnonzero((cand >= 0).sum(1) < min(n, k + (exclude is not None)))
+                if len(short):
+                    brute = _brute_candidates(x[short], self.refs, self.rho, m, self.metric, self.mode)
+                    cand = _pad_columns(cand, brute.shape[1])
+                    cand[short] = _pad_columns(brute, cand.shape[1])
             if len(self.unreliable):  # too close to their neighbours for float32: always re-ranked
                 cand = np.hstack([cand, np.broadcast_to(self.unreliable, (len(x), len(self.unreliable)))])
         d = candidate_distances(prepare64(x, self.metric), self.refs, self.norms, cand, self.metric)
@@ -77,6 +181,25 @@ class NormalizedIndex:
             vals = np.where(cand == np.asarray(exclude)[:, None], np.inf, vals)
         order = np.argsort(vals, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(vals, order, 1), np.take_along_axis(cand, order, 1)
+
+    def _index_candidates(self, x: np.ndarray, m: int) -> np.ndarray:
+        q = augment_queries(index_form(x, self.metric, self.center), self.metric, self.mode)
+        return self.index.search(q, m)[1]
+
+    def _partition_candidates(self, x: np.ndarray, m: int) -> np.ndarray:
+        """Shortlist among each query's probed lists: FAISS values, or float64 for the Euclidean
+        subtractive variant (no inner-product form)."""
+        xq = index_form(x, self.metric, self.center)
+        probes = self.partition.probe(xq)
+        if self.vectors is not None:
+            inner = not (self.mode == "plain" and self.metric == "euclidean")
+            return partition_shortlist(augment_queries(xq, self.metric, self.mode), self.vectors, self.partition, probes,
+                                       m, inner)
+        out = np.full((len(x), m), -1, np.int64)
+        for sel, cand in self.partition.groups(probes):
+            local = _brute_candidates(x[sel], self.refs[cand], self.rho[cand], min(m, len(cand)), self.metric, self.mode)
+            out[sel, : local.shape[1]] = cand[local]
+        return out
 
     def _search_float32(self, x, k, exclude):
         """The pre-re-ranking path (indexes saved without their references)."""
@@ -153,32 +276,36 @@ def augment_queries(x: np.ndarray, metric: str, mode: str) -> np.ndarray:
     return np.hstack([sq, x, ones]).astype(np.float32)
 
 
-def build_index(refs: np.ndarray, rho: np.ndarray, metric: str, mode: str,
-                index_type: str = "exact", nlist: int = 0, nprobe: int = 16) -> NormalizedIndex:
-    """Index the (augmented) references for k-NN queries with the normalised score.
+def build_index(refs: np.ndarray, rho: np.ndarray, metric: str, mode: str, index_type: str = "exact",
+                nlist: int = 0, nprobe: int = NPROBE, partition: IVFPartition | None = None) -> NormalizedIndex:
+    """Index the (augmented) references for k-NN queries with the normalised score (methods.md section 2).
 
     ``refs`` are the stored float32 embeddings, unprepared: the index holds their prepared,
-    augmented float32 form, the re-ranking reads them as they are."""
+    augmented float32 form, the re-ranking reads them as they are. ``"ivf"``: the approximate mode,
+    re-using ``partition`` (e.g. the rho fit's) when given, else fitting one."""
     refs = np.ascontiguousarray(refs, dtype=np.float32)
     rho = np.asarray(rho, dtype=np.float64)
+    if index_type == "ivf":
+        if partition is None:
+            partition = IVFPartition.fit(index_form(refs, metric, index_center(refs, metric)), nlist, nprobe)
+        return NormalizedIndex(metric, mode, None, refs, rho, partition=partition)
+    if index_type != "exact":
+        raise ValueError(f"unknown index type {index_type!r}; choose exact or ivf")
     if metric == "euclidean" and mode == "diff":
         return NormalizedIndex(metric, mode, None, refs, rho)
     vectors = augment_refs(index_form(refs, metric, index_center(refs, metric)), rho, metric, mode)
     dim = vectors.shape[1]
     inner = not (mode == "plain" and metric == "euclidean")
-    faiss_metric = faiss.METRIC_INNER_PRODUCT if inner else faiss.METRIC_L2
-    if index_type == "exact":
-        index = faiss.IndexFlatIP(dim) if inner else faiss.IndexFlatL2(dim)
-    elif index_type == "ivf":
-        nlist = nlist or max(1, int(np.sqrt(vectors.shape[0])))
-        quantizer = faiss.IndexFlatIP(dim) if inner else faiss.IndexFlatL2(dim)
-        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss_metric)
-        index.train(vectors)
-        index.nprobe = nprobe
-    else:
-        raise ValueError(f"unknown index type {index_type!r}; choose exact or ivf")
+    index = faiss.IndexFlatIP(dim) if inner else faiss.IndexFlatL2(dim)
     index.add(vectors)
     return NormalizedIndex(metric, mode, index, refs, rho)
+
+
+def _pad_columns(a: np.ndarray, width: int) -> np.ndarray:
+    """``a`` widened to ``width`` columns with -1 (no candidate)."""
+    if a.shape[1] >= width:
+        return a
+    return np.hstack([a, np.full((a.shape[0], width - a.shape[1]), -1, a.dtype)])
 
 
 def _brute_candidates(x: np.ndarray, refs: np.ndarray, rho: np.ndarray, m: int, metric: str, mode: str,

@@ -8,12 +8,15 @@ import numpy as np
 from asd_core.scoring import density
 from asd_core.scoring.config import ScoringConfig
 from asd_core.scoring.detectors.base import BaseDetector
-from asd_core.scoring.search import NormalizedIndex, build_index
+from asd_core.scoring.distances import index_center, index_form
+from asd_core.scoring.search import IVFPartition, NormalizedIndex, build_index
 
 
 class NearestReference(BaseDetector):
-    """min_j d(x, y_j), min_j d / rho_j or min_j d - rho_j over the section's references, searched
-    exactly (search.py); rho is the leave-one-out local scale (density.py)."""
+    """min_j d(x, y_j), min_j d / rho_j or min_j d - rho_j over the section's references (search.py);
+    rho is the leave-one-out local scale (density.py). ``index_type="exact"`` searches all
+    references; ``"ivf"`` (approximate, issue 15 part 3) one IVF partition for rho fit and queries,
+    both re-ranked in float64 (methods.md section 2)."""
 
     persistable = True
 
@@ -30,13 +33,17 @@ class NearestReference(BaseDetector):
         cfg = self.config
         searched, self.self_ids_ = self._searched(refs, domains)
         n = cfg.normalization
+        partition = None
+        if cfg.index_type == "ivf":  # one partition serves the rho fit and the queries
+            partition = IVFPartition.fit(index_form(searched, cfg.metric, index_center(searched, cfg.metric)))
+        search = dict(index_type=cfg.index_type, partition=partition)
         if n.startswith("knn"):
-            self.rho_ = density.local_scale(searched, cfg.metric, "knn", k=cfg.k)
+            self.rho_ = density.local_scale(searched, cfg.metric, "knn", k=cfg.k, **search)
         elif n.startswith("gwrp"):
-            self.rho_ = density.local_scale(searched, cfg.metric, "gwrp", r=cfg.r)
+            self.rho_ = density.local_scale(searched, cfg.metric, "gwrp", r=cfg.r, **search)
         else:
             self.rho_ = np.ones(searched.shape[0])
-        self.index_: NormalizedIndex = build_index(searched, self.rho_, cfg.metric, self.mode, cfg.index_type)
+        self.index_: NormalizedIndex = build_index(searched, self.rho_, cfg.metric, self.mode, **search)
 
     def _searched(self, refs: np.ndarray, domains) -> tuple[np.ndarray, np.ndarray]:
         """The searched reference set and, per original reference, its id in it (-1: absent)."""
