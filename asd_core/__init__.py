@@ -23,7 +23,8 @@ the CLI) sits on top; nothing in ``asd_core`` imports it.
  6    training                              teacher and student training
  7    scoring                               detectors, FAISS indexes, scoring runs
  8    evaluation, tracking                  metric tables; MLflow store and registry
- 9    reporting                             run reports (figures, HTML)
+ 9    reporting, monitor                    run reports (figures, HTML); scoring incoming recordings
+                                            with a registered model (``asd monitor``)
 10    pipeline                              the configured run: config file, cache keys, results
 11    flows                                 Prefect flows and the ``asd`` CLI (outside asd_core)
 ====  ====================================  =====================================================

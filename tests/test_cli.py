@@ -6,7 +6,7 @@ import pytest
 
 from flows.cli import build_parser, main
 
-COMMANDS = ["make-demo-data", "ingest", "mix", "embed", "train-teacher", "train-student", "register", "promote", "models", "score", "evaluate", "export-dcase", "forget", "sql", "pipeline", "report", "demo"]
+COMMANDS = ["make-demo-data", "ingest", "mix", "embed", "train-teacher", "train-student", "register", "promote", "models", "monitor", "score", "evaluate", "export-dcase", "forget", "sql", "pipeline", "report", "demo"]
 
 
 def test_all_commands_are_listed():

@@ -19,6 +19,8 @@ PUBLISHED = {
     "noise": (schemas.NOISE, ("waveform",)),
     "mixtures": (schemas.MIXTURES, ()),
     "noisy_clips": (schemas.NOISY_CLIPS, ()),
+    "detections": (schemas.DETECTIONS, ()),
+    "monitor_quarantine": (schemas.MONITOR_QUARANTINE, ()),
 }
 
 _SCALARS = {
