@@ -203,9 +203,10 @@ def _run(cfg: PipelineConfig, ws: Workspace, run: StageRunner, shard_runner) -> 
     run_ids, score_keys, reports = {}, {}, {}
     for enc, rep in embeds.items():
         noisy = enc in cfg.embed.noisy_encoders and mixtures_fp is not None
-        for norm in sc.normalizations:
-            params = dict(encoder=rep["encoder"], encoder_version=rep["encoder_version"], normalization=norm, k=sc.scoring.k,
-                          r=sc.scoring.r, threshold_quantile=sc.scoring.threshold_quantile,
+        for norm, spec in sc.runs():  # norm: the run's name, its normalization unless K or r are lists
+            params = dict(encoder=rep["encoder"], encoder_version=rep["encoder_version"],
+                          normalization=spec.config.normalization, k=spec.params().get("k", spec.config.k),
+                          r=spec.params().get("r", spec.config.r), threshold_quantile=sc.scoring.threshold_quantile,
                           index_type=sc.scoring.index_type, strict=sc.strict, noisy=noisy)
             key = stage_key(f"score-{enc}-{norm}", code["score"], embed=embed_keys[enc], params=params)
             score_keys[(enc, norm)] = key
@@ -231,7 +232,9 @@ def _run(cfg: PipelineConfig, ws: Workspace, run: StageRunner, shard_runner) -> 
     # --- registration ---------------------------------------------------------------------------
     registered = None
     if cfg.register.enabled:
-        target = (cfg.register.encoder, cfg.register.normalization)
+        # with K or r lists, register.normalization = "knn" means its run of the first listed value
+        target = next(key for key in run_ids if key[0] == cfg.register.encoder and
+                      (key[1] == cfg.register.normalization or key[1].split("-k=")[0].split("-r=")[0] == cfg.register.normalization))
         reg_kwargs = dict(workspace=root, run_id=run_ids[target], tracking_uri=tracking_uri, model_name=cfg.register.model_name,
                           teacher=f"{Path(teacher_src).name} ({teacher_fp})" if teacher_src else "none",
                           loss_config=json.dumps(cfg.student.train.objective.to_dict(), sort_keys=True)

@@ -12,67 +12,110 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from asd_core.config import DEFAULT_WORKSPACE_NAME, Workspace
 from asd_core.runtime import configure_threads
-from asd_core.scoring import ScoringConfig
+from asd_core.scoring.density import shared_scales
 from asd_core.scoring.distances import ScoringInputError
 from asd_core.scoring.run import (data_snapshot, load_sections, machine_types_with_embeddings, run_id_for,
                                   score_section, write_run)
+from asd_core.scoring.sweep import RunSpec, expand, parse_values
 from asd_core.storage.catalog import publish_run
 from asd_core.storage.embeddings import read_encoder_card
 
 
 @task(cache_policy=NO_CACHE, task_run_name="score-{machine_type}")
-def score_machine_type(ws: Workspace, encoder: str, version: str, machine_type: str, cfg: ScoringConfig, strict: bool,
-                       noisy: bool = False, threads: int | None = None):
+def score_machine_type(ws: Workspace, encoder: str, version: str, machine_type: str, specs: list[RunSpec], strict: bool,
+                       noisy: bool = False, threads: int | None = None) -> list[tuple[list, list]]:
+    """(results, skipped) per spec; the sections' embeddings are read once for all specs."""
     configure_threads(threads)  # this task may run in another process (a Dask worker)
-    results, skipped = [], []
+    out = [([], []) for _ in specs]
     for sec in load_sections(ws, encoder, version, machine_type, noisy):
+        with shared_scales():  # one rho fit per K or r of the section, whatever the normalizations
+            _score_section_specs(ws, encoder, version, sec, specs, strict, out)
+    return out
+
+
+def _score_section_specs(ws, encoder, version, sec, specs, strict, out) -> None:
+    for spec, (results, skipped) in zip(specs, out):
         try:
-            results.append(score_section(ws, encoder, version, sec, cfg))
+            results.append(score_section(ws, encoder, version, sec, spec))
         except ScoringInputError as exc:
             if strict:
                 raise
             skipped.append(str(exc))
-    return results, skipped
+
+
+def _score_specs(ws: Workspace, encoder: str, encoder_version: str | None, specs_of, strict: bool, noisy: bool,
+                 threads: int | None) -> list[dict]:
+    """Score every run of ``specs_of(metric)`` (one read of the embeddings per machine type) and
+    publish each run; returns their reports in order."""
+    log = get_run_logger()
+    configure_threads(threads)
+    card = read_encoder_card(ws, encoder, encoder_version)
+    name, version = card["name"], card["version"]
+    specs = specs_of(card["distance"])
+    machine_types = machine_types_with_embeddings(ws, name, version)
+    futures = [score_machine_type.submit(ws, name, version, mt, specs, strict, noisy, threads) for mt in machine_types]
+    per_spec = [([], []) for _ in specs]
+    for f in futures:
+        for (results, skipped), (res, skip) in zip(per_spec, f.result()):
+            results += res
+            skipped += skip
+    reports = []
+    for spec, (results, skipped) in zip(specs, per_spec):
+        for reason in skipped:
+            log.warning("section skipped: %s", reason)
+        if not results:
+            raise ScoringInputError("no section could be scored:\n  " + "\n  ".join(skipped))
+        reports.append(_publish(ws, name, version, spec, results, skipped, noisy))
+        r = reports[-1]
+        log.info("run %s (%s): %d test clips in %d sections scored (%d indexes re-used), %d sections skipped",
+                 r["run_id"], spec.label(), r["scored"], r["sections"], r["indexes_reused"], len(skipped))
+    return reports
+
+
+def _publish(ws: Workspace, name: str, version: str, spec: RunSpec, results: list, skipped: list, noisy: bool) -> dict:
+    run_id = run_id_for(name, version, spec, noisy)
+    scores_path, thr_path = write_run(ws, run_id, results)
+    used = [cid for r in results for cid in r.test_ids]
+    choices = {r.name: r.choice for r in results if r.choice is not None}
+    run = {"run_id": run_id, "encoder": name, "encoder_version": version, "normalization": spec.config.normalization,
+           "params": {**spec.params(), "data_snapshot": data_snapshot(ws, used), "skipped_sections": skipped,
+                      **({"choices": choices} if spec.auto else {}), **({"test_set": "clean+noisy"} if noisy else {})},
+           "transductive": spec.config.transductive}
+    publish_run(ws, run, scores_path, thr_path)
+    return {**run, "label": spec.label(), "sections": len(results), "scored": len(used), "skipped": skipped,
+            "indexes_reused": sum(r.index_reused for r in results)}
 
 
 @flow(name="asd-score", task_runner=ThreadPoolTaskRunner(max_workers=2))
 def score_flow(workspace: str = DEFAULT_WORKSPACE_NAME, encoder: str = "logmel-stats", normalization: str = "knn",
-               k: int = 1, r: float = 0.9, metric: str | None = None, threshold_quantile: float = 0.9,
+               k: int | str = 1, r: float | str = 0.9, metric: str | None = None, threshold_quantile: float = 0.9,
                index_type: str = "exact", strict: bool = False, threads: int | None = None,
                encoder_version: str | None = None, noisy: bool = False) -> dict:
     """Score every section's test clips; one run per configuration (re-running replaces its rows).
 
+    ``k`` / ``r`` may be ``"auto"``: chosen per section without labels (asd_core/scoring/sweep.py).
     A section that cannot be scored (no references, fewer than K + 1, ...) is skipped with its
     reason, or fails the run with ``strict``; nothing published changes when the run fails.
     ``noisy`` also scores the noisy test clips of ``asd mix`` (metrics per noise subset and SNR bin).
     """
-    log = get_run_logger()
-    configure_threads(threads)
-    ws = Workspace(Path(workspace))
-    card = read_encoder_card(ws, encoder, encoder_version)
-    name, version = card["name"], card["version"]
-    cfg = ScoringConfig(normalization=normalization, metric=metric or card["distance"], k=k, r=r,
-                        index_type=index_type, threshold_quantile=threshold_quantile)
-    machine_types = machine_types_with_embeddings(ws, name, version)
-    futures = [score_machine_type.submit(ws, name, version, mt, cfg, strict, noisy, threads) for mt in machine_types]
-    results, skipped = [], []
-    for f in futures:
-        res, skip = f.result()
-        results += res
-        skipped += skip
-    for reason in skipped:
-        log.warning("section skipped: %s", reason)
-    if not results:
-        raise ScoringInputError("no section could be scored:\n  " + "\n  ".join(skipped))
-    run_id = run_id_for(name, version, cfg, noisy)
-    scores_path, thr_path = write_run(ws, run_id, results)
-    used = [cid for r in results for cid in r.test_ids]
-    run = {"run_id": run_id, "encoder": name, "encoder_version": version, "normalization": cfg.normalization,
-           "params": {**cfg.params(), "data_snapshot": data_snapshot(ws, used), "skipped_sections": skipped,
-                      **({"test_set": "clean+noisy"} if noisy else {})},
-           "transductive": cfg.transductive}
-    publish_run(ws, run, scores_path, thr_path)
-    log.info("run %s: %d test clips in %d sections scored (%d indexes re-used), %d sections skipped",
-             run_id, len(used), len(results), sum(r.index_reused for r in results), len(skipped))
-    return {**run, "sections": len(results), "scored": len(used), "skipped": skipped,
-            "indexes_reused": sum(r.index_reused for r in results)}
+    def specs_of(distance: str) -> list[RunSpec]:
+        specs = expand([normalization], parse_values([k], "k"), parse_values([r], "r"), metric=metric or distance,
+                       index_type=index_type, threshold_quantile=threshold_quantile)
+        return specs[:1]
+
+    return _score_specs(Workspace(Path(workspace)), encoder, encoder_version, specs_of, strict, noisy, threads)[0]
+
+
+@flow(name="asd-score-grid", task_runner=ThreadPoolTaskRunner(max_workers=2))
+def score_grid_flow(workspace: str = DEFAULT_WORKSPACE_NAME, encoder: str = "logmel-stats",
+                    normalizations: list[str] | None = None, k: list[int | str] | None = None,
+                    r: list[float | str] | None = None, metric: str | None = None, threshold_quantile: float = 0.9,
+                    index_type: str = "exact", strict: bool = False, threads: int | None = None,
+                    encoder_version: str | None = None, noisy: bool = False) -> dict:
+    """Every combination of normalizations x K x r as its own run (a run keeps only the parameters
+    its normalization uses), from one read of the embeddings; ``auto`` values choose per section."""
+    def specs_of(distance: str) -> list[RunSpec]:
+        return expand(normalizations or ["knn"], parse_values(k or [1], "k"), parse_values(r or [0.9], "r"),
+                      metric=metric or distance, index_type=index_type, threshold_quantile=threshold_quantile)
+
+    return {"runs": _score_specs(Workspace(Path(workspace)), encoder, encoder_version, specs_of, strict, noisy, threads)}

@@ -117,11 +117,11 @@ def test_cli_pipeline_errors_before_starting(tmp_path, capsys):
 # --- values of the wrong type are errors naming section.key, the value and the type (issue 18, part 6) ---
 
 @pytest.mark.parametrize("override, message", [
-    ('score.k="three"', 'score.k = "three": expected an integer'),
-    ("score.k=2.5", "score.k = 2.5: expected an integer"),
-    ("score.k=", 'score.k = "": expected an integer'),
-    ("score.k=true", "score.k = true: expected an integer"),  # bool is an int subclass, not an int here
-    ("score.r=true", "score.r = true: expected a number"),
+    ('score.k="three"', 'score.k = "three": expected an integer, "auto" or a list of them'),
+    ("score.k=2.5", "score.k = 2.5: expected an integer, \"auto\" or a list of them"),
+    ("score.k=", 'score.k = "": expected an integer, "auto" or a list of them'),
+    ("score.k=true", "score.k = true: expected an integer, \"auto\" or a list of them"),  # bool is an int subclass, not an int here
+    ("score.r=true", "score.r = true: expected a number, \"auto\" or a list of them"),
     ("teacher.enabled=nope", 'teacher.enabled = "nope": expected true or false'),
     ("teacher.epochs=2.0", "teacher.epochs = 2.0: expected an integer"),
     ('teacher.model.channels=[16, "x"]', 'teacher.model.channels = [16, "x"]: expected a list of integers'),
@@ -139,15 +139,15 @@ def test_wrong_types_name_key_value_and_type(override, message):
 def test_right_types_pass_and_ints_widen_to_floats():
     cfg = PipelineConfig().with_overrides(["score.r=1", "teacher.speed_factors=[1, 0.9]", "data.channel=1",
                                            "student.layer=3", "teacher.clip_seconds=2"])
-    assert cfg.score.scoring.r == 1.0 and isinstance(cfg.score.scoring.r, float)
+    assert cfg.score.r == 1.0 and isinstance(cfg.score.r, float)
     assert cfg.teacher.train.speed_factors == (1.0, 0.9) and cfg.teacher.train.clip_seconds == 2.0
     assert cfg.data.ingest.audio.channel == 1 and cfg.student.train.layer == 3
 
 
 @pytest.mark.parametrize("body, message", [
-    ('[score]\nk = "three"\n', 'score.k = "three": expected an integer'),
-    ("[score]\nk = 2.5\n", "score.k = 2.5: expected an integer"),
-    ("[score]\nk = true\n", "score.k = true: expected an integer"),
+    ('[score]\nk = "three"\n', 'score.k = "three": expected an integer, "auto" or a list of them'),
+    ("[score]\nk = 2.5\n", "score.k = 2.5: expected an integer, \"auto\" or a list of them"),
+    ("[score]\nk = true\n", "score.k = true: expected an integer, \"auto\" or a list of them"),
     ("workspace = 5\n", "workspace = 5: expected a string"),
     ("[teacher.model]\nn_mels = 6.4\n", "teacher.model.n_mels = 6.4: expected an integer"),
 ])
@@ -169,9 +169,9 @@ def test_cli_type_errors_come_before_any_flow(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(flows.pipeline, "pipeline_flow", started)
     bad = tmp_path / "bad.toml"
     bad.write_text("[score]\nk = true\n")
-    for argv, message in ((["--set", "score.k=three"], 'score.k = "three": expected an integer'),
-                          (["--set", "score.k="], 'score.k = "": expected an integer'),
-                          (["--config", str(bad)], f"{bad}: score.k = true: expected an integer")):
+    for argv, message in ((["--set", "score.k=three"], 'score.k = "three": expected an integer, "auto" or a list of them'),
+                          (["--set", "score.k="], 'score.k = "": expected an integer, "auto" or a list of them'),
+                          (["--config", str(bad)], f"{bad}: score.k = true: expected an integer, \"auto\" or a list of them")):
         assert main(["pipeline", "--data-root", str(tmp_path), *argv]) == 2
         assert capsys.readouterr().err.strip() == f"error: {message}"
     ws = tmp_path / "demo-ws"

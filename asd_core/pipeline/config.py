@@ -11,11 +11,12 @@ from __future__ import annotations
 import tomllib
 import types
 import typing
-from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 from asd_core.config import DEFAULT_WORKSPACE_NAME, IngestConfig
 from asd_core.scoring.config import ScoringConfig
+from asd_core.scoring.sweep import AUTO, RunSpec, expand, parse_values
 from asd_core.training.config import StudentTrainConfig, TeacherTrainConfig
 
 SPECTRAL_ENCODERS = ("stft-mean", "logmel-stats")
@@ -80,9 +81,23 @@ class EmbedConfig:
 
 @dataclass
 class ScoreConfig:
+    """Runs of each encoder: every normalization x K x r (asd_core/scoring/sweep.py); ``k`` and ``r``
+    are a value, a list (each value its own run) or "auto" (chosen per section without labels)."""
+
     normalizations: list[str] = field(default_factory=lambda: ["none", "knn", "gwrp"])
-    scoring: ScoringConfig = flattened(ScoringConfig, "k", "r", "threshold_quantile", "index_type")
+    k: int | str | list[int | str] = field(default=ScoringConfig.k, metadata={"grid": int})
+    r: float | str | list[float | str] = field(default=ScoringConfig.r, metadata={"grid": float})
+    scoring: ScoringConfig = flattened(ScoringConfig, "threshold_quantile", "index_type")
     strict: bool = False
+
+    def runs(self, metric: str = "cosine") -> list[tuple[str, RunSpec]]:
+        """(stage name, run) of every run; names are the normalization alone when K and r are single
+        values (the stage names of earlier versions), else the run's label, e.g. ``knn-k=2``."""
+        ks, rs = parse_values(self.k, "k"), parse_values(self.r, "r")
+        specs = expand(self.normalizations, ks, rs, metric=metric, threshold_quantile=self.scoring.threshold_quantile,
+                       index_type=self.scoring.index_type)
+        single = len(ks) == 1 and len(rs) == 1
+        return [(spec.config.normalization if single else spec.label().replace(" ", "-"), spec) for spec in specs]
 
 
 @dataclass
@@ -177,15 +192,14 @@ class PipelineConfig:
             raise PipelineConfigError(f"runner.task_runner must be one of {', '.join(TASK_RUNNERS)}, got {self.runner.task_runner!r}")
         if not self.score.normalizations:
             raise PipelineConfigError("score.normalizations is empty")
-        for norm in self.score.normalizations:
-            try:
-                replace(self.score.scoring, normalization=norm)
-            except ValueError as exc:
-                raise PipelineConfigError(f"[score]: {exc}") from None
+        try:
+            runs = self.score.runs()
+        except ValueError as exc:
+            raise PipelineConfigError(f"[score]: {exc}") from None
         if self.register.enabled:
             if self.register.encoder not in self.embed.encoders:
                 raise PipelineConfigError(f"register.encoder {self.register.encoder!r} is not in embed.encoders")
-            if self.register.normalization not in self.score.normalizations:
+            if self.register.normalization not in self.score.normalizations + [name for name, _ in runs]:
                 raise PipelineConfigError(f"register.normalization {self.register.normalization!r} is not in score.normalizations")
 
     def with_overrides(self, assignments: list[str]) -> "PipelineConfig":
@@ -246,8 +260,15 @@ def _field_types(klass) -> dict:
                 tp = typing.get_type_hints(tp)[part]
             out[path.rsplit(".", 1)[-1]] = tp
         if "flatten" not in f.metadata:
-            out[f.name] = hints[f.name]
+            out[f.name] = Grid(f.metadata["grid"]) if "grid" in f.metadata else hints[f.name]
     return out
+
+
+class Grid:
+    """The type of a parameter that takes a value, "auto" or a list of them (scoring/sweep.py)."""
+
+    def __init__(self, item: type):
+        self.item = item
 
 
 def _table(section) -> dict:
@@ -314,6 +335,12 @@ def _check_value(value, tp, key: str):
 
 
 def _convert(value, tp) -> tuple[bool, object]:
+    if isinstance(tp, Grid):
+        one = lambda v: (True, v) if v == AUTO else _convert(v, tp.item)  # noqa: E731
+        if isinstance(value, list):
+            items = [one(v) for v in value]
+            return bool(items) and all(ok for ok, _ in items), [v for _, v in items]
+        return one(value)
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
         for arm in args:
@@ -343,6 +370,8 @@ def _convert(value, tp) -> tuple[bool, object]:
 
 def _describe(tp) -> str:
     """A type in a user's words: 'an integer', 'a list of numbers', 'a string or an integer'."""
+    if isinstance(tp, Grid):
+        return f'{_describe(tp.item)}, "{AUTO}" or a list of them'
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
         return " or ".join("unset" if a is type(None) else _describe(a) for a in args)

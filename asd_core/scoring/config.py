@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from asd_core.choices import INDEX_TYPES, NORMALIZATIONS, TRANSDUCTIVE
+from asd_core.config import option
 from asd_core.scoring.distances import ScoringInputError, check_metric
 
 
@@ -13,11 +14,14 @@ class ScoringConfig:
     """Parameters of one scoring run (they key runs and indexes)."""
 
     normalization: str = "knn"
-    metric: str = "cosine"
+    metric: str = option("cosine", choices=("cosine", "euclidean"),
+                         help="distance (default: the encoder's preferred one)")
     k: int = 1  # K of knn / lof
     r: float = 0.9  # decay of gwrp
-    index_type: str = "exact"  # INDEX_TYPES: exact (all references) | ivf (approximate, issue 15 part 3)
-    threshold_quantile: float = 0.9
+    index_type: str = option("exact", flag="--index", choices=INDEX_TYPES,
+                             help="exact: all references; ivf: approximate (IVF lists, float64 re-ranked; agreement "
+                                  "measured in benchmarks/scoring.py --approx)")
+    threshold_quantile: float = option(0.9, help="decision threshold: this quantile of the leave-one-out reference scores")
     kmeans_clusters: int = 16
     smote_neighbors: int = 4
     seed: int = 0

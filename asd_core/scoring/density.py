@@ -17,6 +17,9 @@ probed lists hold fewer than k others is recomputed exhaustively.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import faiss
 import numpy as np
@@ -111,10 +114,35 @@ def drop_self(d: np.ndarray, ids: np.ndarray, own: np.ndarray) -> tuple[np.ndarr
     return d[keep].reshape(rows, k1 - 1), ids[keep].reshape(rows, k1 - 1)
 
 
+_SHARED: ContextVar[dict | None] = ContextVar("asd_shared_scales", default=None)
+
+
+@contextmanager
+def shared_scales() -> Iterator[None]:
+    """Inside the block, rho of the same references, metric, method and K (or r) is computed once:
+    a parameter grid fits knn and knn-diff of one K (gwrp and gwrp-diff of one r) on one fit."""
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
 def local_scale(refs: np.ndarray, metric: str, method: str, k: int = 1, r: float = 0.9,
                 index_type: str = "exact", partition: IVFPartition | None = None) -> np.ndarray:
     """rho_K (mean of the K nearest) or rho_r (GWRP) for every reference (stored form), float64;
     ``index_type="ivf"`` finds the neighbours approximately (``loo_neighbour_distances``)."""
+    shared = _SHARED.get()
+    if shared is None:
+        return _local_scale(refs, metric, method, k, r, index_type, partition)
+    # the entry holds ``refs`` itself, so its id cannot be reused by another array while the block lasts
+    key = (id(refs), refs.shape, metric, method, k if method == "knn" else r, index_type)
+    if key not in shared:
+        shared[key] = (refs, _local_scale(refs, metric, method, k, r, index_type, partition))
+    return shared[key][1].copy()
+
+
+def _local_scale(refs, metric, method, k, r, index_type, partition) -> np.ndarray:
     n = refs.shape[0]
     if index_type == "ivf" and partition is None:
         partition = IVFPartition.fit(index_form(refs, metric, index_center(refs, metric)))

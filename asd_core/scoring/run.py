@@ -24,6 +24,7 @@ from asd_core.schemas import CLIPS, SCORES, THRESHOLDS
 from asd_core.scoring import index_store
 from asd_core.scoring.detector import ScoringConfig, make_detector
 from asd_core.scoring.distances import ScoringInputError
+from asd_core.scoring.sweep import AUTO, RunSpec, choose, domain_gap
 from asd_core.storage.atomic import write_parquet_atomic
 from asd_core.storage.content import AUDIO_KEY_COLUMNS, audio_key, mixture_key
 from asd_core.storage.embeddings import read_keyed_vectors
@@ -58,12 +59,18 @@ class SectionResult:
     threshold: float
     n_references: int
     index_reused: bool
+    choice: dict | None = None  # an ``auto`` run: the value chosen and the criterion (sweep.py)
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset}/{self.machine_type}/section_{self.section}"
 
 
-def run_id_for(encoder: str, version: str, cfg: ScoringConfig, noisy: bool = False) -> str:
+def run_id_for(encoder: str, version: str, cfg: ScoringConfig | RunSpec, noisy: bool = False) -> str:
     """Hash of what defines a run; a run over clean + noisy test clips is another run."""
     extra = {"test_set": "clean+noisy"} if noisy else {}
-    return json_id({"encoder": encoder, "version": version, "normalization": cfg.normalization, **cfg.params(), **extra}, 12)
+    normalization = cfg.config.normalization if isinstance(cfg, RunSpec) else cfg.normalization
+    return json_id({"encoder": encoder, "version": version, "normalization": normalization, **cfg.params(), **extra}, 12)
 
 
 def machine_types_with_embeddings(ws: Workspace, encoder: str, version: str) -> list[str]:
@@ -138,17 +145,52 @@ def _refuse_stale(encoder: str, machine_type: str, triples: list[tuple[str, str 
             f"or were embedded by a version without content keys; run `asd embed --encoder {encoder}` again")
 
 
-def score_section(ws: Workspace, encoder: str, version: str, sec: SectionInput, cfg: ScoringConfig) -> SectionResult:
-    """Fit (or re-use the stored index of) one section and score its test clips."""
+def score_section(ws: Workspace, encoder: str, version: str, sec: SectionInput, cfg: ScoringConfig | RunSpec) -> SectionResult:
+    """Fit (or re-use the stored index of) one section and score its test clips; a RunSpec with
+    ``auto`` first chooses K or r for the section (sweep.py)."""
+    if isinstance(cfg, RunSpec):
+        if not cfg.auto:
+            return score_section(ws, encoder, version, sec, cfg.config)
+        return _score_auto(ws, encoder, version, sec, cfg)
+    return _score_fixed(ws, encoder, version, sec, cfg)
+
+
+def _score_auto(ws: Workspace, encoder: str, version: str, sec: SectionInput, spec: RunSpec) -> SectionResult:
+    """Fit every candidate, keep the one whose source and target reference scores are most alike."""
+    domains = np.asarray(sec.ref_domains, dtype=object)
+    candidates, fitted, gaps = spec.candidates(), [], []
+    for cand in candidates:
+        try:
+            det = make_detector(cand).fit(sec.refs, domains, ids=sec.ref_ids)
+        except ScoringInputError:  # e.g. K >= the number of references
+            fitted.append(None)
+            gaps.append(None)
+            continue
+        fitted.append(det)
+        gaps.append(domain_gap(det.reference_scores(), domains, cand.threshold_quantile))
+    best = choose(gaps)
+    if best is None:  # one domain only (or no candidate fits): the default value, as a fixed run would
+        cfg, det, reason = spec.config, None, "references of one domain only: default kept"
+    else:
+        cfg, det, reason = candidates[best], fitted[best], None
+    result = _score_fixed(ws, encoder, version, sec, cfg, fitted=det)
+    result.choice = {spec.auto: getattr(cfg, spec.auto), "criterion": None if best is None else gaps[best],
+                     "candidates": {str(getattr(c, spec.auto)): g for c, g in zip(candidates, gaps)},
+                     **({"note": reason} if reason else {})}
+    return result
+
+
+def _score_fixed(ws: Workspace, encoder: str, version: str, sec: SectionInput, cfg: ScoringConfig,
+                 fitted=None) -> SectionResult:
     try:
         folder = index_store.section_dir(ws, encoder, version, sec.dataset, sec.machine_type, sec.section, cfg)
         input_hash = index_store.content_hash(sec.ref_ids, sec.refs)
-        cached = None if cfg.transductive else index_store.load(folder, cfg, input_hash)
+        cached = None if cfg.transductive or fitted is not None else index_store.load(folder, cfg, input_hash)
         if cached:
             det, threshold = cached
         else:
-            det = make_detector(cfg).fit(sec.refs, np.asarray(sec.ref_domains, dtype=object), ids=sec.ref_ids,
-                                         test=sec.tests if cfg.transductive else None)
+            det = fitted or make_detector(cfg).fit(sec.refs, np.asarray(sec.ref_domains, dtype=object), ids=sec.ref_ids,
+                                                   test=sec.tests if cfg.transductive else None)
             threshold = det.threshold_
             if det.persistable:
                 counts = {"references": len(sec.ref_ids), "source": sec.ref_domains.count("source"),
@@ -188,8 +230,14 @@ def run_params(run: dict) -> dict:
     return json.loads(run["params"]) if isinstance(run["params"], str) else dict(run["params"])
 
 
-def scoring_config(run: dict) -> ScoringConfig:
-    """The ScoringConfig a ``runs`` row was scored with."""
+def scoring_config(run: dict, section: dict | None = None) -> ScoringConfig:
+    """The ScoringConfig a ``runs`` row was scored with; for an ``auto`` run, the one chosen for
+    ``section`` (a row with dataset, machine_type, section), else the default value in its place."""
     params = run_params(run)
     names = {f.name for f in fields(ScoringConfig)}
-    return ScoringConfig(normalization=run["normalization"], **{k: v for k, v in params.items() if k in names})
+    values = {k: v for k, v in params.items() if k in names and v != AUTO}
+    if section is not None:
+        name = f"{section['dataset']}/{section['machine_type']}/section_{section['section']}"
+        choice = (params.get("choices") or {}).get(name) or {}
+        values.update({k: v for k, v in choice.items() if k in ("k", "r")})
+    return ScoringConfig(normalization=run["normalization"], **values)

@@ -89,13 +89,17 @@ def bundle_run(ws: Workspace, run_id: str, out: Path) -> dict:
                 raise RegistryError(f"{src}: the encoder's {key} is gone; cannot bundle run {run_id}")
             bundled[key] = dest.relative_to(out).as_posix()
     (out / "encoder.json").write_text(json.dumps({**card, "bundled_files": bundled}, indent=2))
-    for s in sections:
-        src = index_store.section_dir(ws, run["encoder"], run["encoder_version"], s["dataset"], s["machine_type"], s["section"], cfg)
+    for s in sections:  # an auto run chose K or r per section: each section's own index
+        src = index_store.section_dir(ws, run["encoder"], run["encoder_version"], s["dataset"], s["machine_type"], s["section"],
+                                      scoring_config(run, s))
         if not (src / "manifest.json").exists():
             raise RegistryError(f"run {run_id} ({cfg.normalization}) has no stored index for {s['dataset']}/{s['machine_type']}/"
                                 f"section_{s['section']}: only none/knn/gwrp(-diff) runs can be registered; re-run `asd score`")
         shutil.copytree(src, out / "indexes" / s["dataset"] / s["machine_type"] / f"section_{s['section']}")
-    (out / "scoring.json").write_text(json.dumps({"run_id": run_id, "normalization": cfg.normalization, **cfg.params()}, indent=2))
+    stored = run_params(run)  # an auto run: k / r "auto" and the per-section choices, as in runs.params
+    auto = {key: stored[key] for key in ("k", "r", "choices") if stored.get(key) == "auto" or key == "choices" and key in stored}
+    (out / "scoring.json").write_text(json.dumps({"run_id": run_id, "normalization": cfg.normalization, **cfg.params(), **auto},
+                                                 indent=2))
     return run
 
 

@@ -7,28 +7,68 @@ import sys
 from pathlib import Path
 
 from asd_core.choices import ENCODER_NAMES, NORMALIZATIONS
+from asd_core.scoring.config import ScoringConfig
 from flows.cli.common import add_tracking_uri, add_workspace, check_folder
+from flows.cli.options import add_config_options, given
+
+
+def _list(text: str, what: str, choices=None) -> list[str]:
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in values if choices is not None and v not in choices]
+    if not values or bad:
+        raise ValueError(f"{what}: {', '.join(bad) or repr(text)} is not one of {', '.join(choices)}" if bad else f"{what}: no value given")
+    return values
 
 
 def cmd_score(args) -> int:
-    from flows.score import score_flow
+    from asd_core.scoring.sweep import expand, parse_values
 
-    report = score_flow(workspace=str(args.workspace), encoder=args.encoder, normalization=args.normalization,
-                        k=args.k, r=args.r, metric=args.metric, threshold_quantile=args.threshold_quantile,
-                        index_type=args.index, strict=args.strict, threads=args.threads,
-                        encoder_version=args.encoder_version, noisy=args.noisy)
-    print(f"run {report['run_id']}: {report['scored']} test clips in {report['sections']} sections "
-          f"({report['encoder']}, {report['normalization']}, {report['params']['metric']}); "
-          f"{report['indexes_reused']} indexes re-used")
-    for reason in report["skipped"]:
-        print(f"  skipped: {reason}", file=sys.stderr)
-    print(f"Metrics:  asd evaluate --workspace {args.workspace} --run {report['run_id']}")
+    norms = _list(args.normalization, "--normalization", NORMALIZATIONS)
+    ks, rs = parse_values(args.k, "k"), parse_values(args.r, "r")
+    chosen = given(args, ScoringConfig)
+    common = {name: chosen.get(name, getattr(ScoringConfig, name)) for name in ("index_type", "threshold_quantile")}
+    grid = expand(norms, ks, rs, metric=chosen.get("metric", "cosine"), **common)  # a bad value fails before Prefect starts
+    kwargs = dict(workspace=str(args.workspace), encoder=args.encoder, metric=chosen.get("metric"), strict=args.strict,
+                  threads=args.threads, encoder_version=args.encoder_version, noisy=args.noisy, **common)
+    if len(grid) == 1:
+        from flows.score import score_flow
+
+        reports = [score_flow(normalization=norms[0], k=ks[0], r=rs[0], **kwargs)]
+    else:
+        from flows.score import score_grid_flow
+
+        reports = score_grid_flow(normalizations=norms, k=list(ks), r=list(rs), **kwargs)["runs"]
+    for report in reports:
+        print(f"run {report['run_id']}: {report['scored']} test clips in {report['sections']} sections "
+              f"({report['encoder']}, {report['label']}, {report['params']['metric']}); "
+              f"{report['indexes_reused']} indexes re-used")
+        for reason in report["skipped"]:
+            print(f"  skipped: {reason}", file=sys.stderr)
+    if len(reports) == 1:
+        print(f"Metrics:  asd evaluate --workspace {args.workspace} --run {reports[0]['run_id']}")
+    else:
+        ids = " ".join(f"--run {r['run_id']}" for r in reports)
+        print(f"Side by side:  asd evaluate --workspace {args.workspace} --compare {ids}")
     return 0
 
 
 def cmd_evaluate(args) -> int:
     from asd_core.textable import format_table
 
+    if args.compare:
+        from asd_core.config import Workspace
+        from asd_core.evaluation.compare import compare_runs
+
+        rows = compare_runs(Workspace(args.workspace), args.run or None)
+        if not rows:
+            print("no runs with labelled test clips yet: asd score")
+            return 1
+        print("Official score per run on the clean test clips (k / r as configured; chosen: per-section choices of auto runs):\n")
+        print(format_table(rows))
+        return 0
+    if args.run and len(args.run) > 1:
+        raise ValueError("several --run ids need --compare")
+    args.run = args.run[0] if args.run else None
     if args.noise:
         from asd_core.config import Workspace
         from asd_core.evaluation.noise import noise_comparison
@@ -112,22 +152,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--noisy", action="store_true",
                    help="also score the noisy test clips (asd mix, asd embed --noisy): metrics per noise subset and SNR bin")
     p.add_argument("--encoder-version", default=None, help="which embeddings of the encoder, when several versions exist")
-    p.add_argument("--normalization", default="knn", choices=NORMALIZATIONS,
-                   help="knn/gwrp: local-density ratio (the proposed method); *-diff: subtractive; the rest: baselines")
-    p.add_argument("--k", type=int, default=1, help="K of knn / lof (default: %(default)s)")
-    p.add_argument("--r", type=float, default=0.9, help="decay r of gwrp (default: %(default)s)")
-    p.add_argument("--metric", choices=["cosine", "euclidean"], default=None,
-                   help="distance (default: the encoder's preferred one)")
-    p.add_argument("--threshold-quantile", type=float, default=0.9,
-                   help="decision threshold: this quantile of the leave-one-out reference scores (default: %(default)s)")
-    p.add_argument("--index", choices=["exact", "ivf"], default="exact", help="FAISS index type (default: %(default)s)")
+    p.add_argument("--normalization", default="knn", metavar="NAME[,NAME...]",
+                   help="one or several of " + ", ".join(NORMALIZATIONS) + "; knn/gwrp: local-density ratio (the "
+                        "proposed method); *-diff: subtractive; the rest: baselines (default: %(default)s)")
+    p.add_argument("--k", default="1", metavar="K[,K...]",
+                   help="K of knn / lof; a list runs each value; 'auto' chooses per section without labels (default: %(default)s)")
+    p.add_argument("--r", default="0.9", metavar="R[,R...]",
+                   help="decay r of gwrp; a list runs each value; 'auto' chooses per section without labels (default: %(default)s)")
+    add_config_options(p, ScoringConfig, defaults={"metric": None})
     p.add_argument("--strict", action="store_true", help="fail when a section cannot be scored instead of skipping it")
     p.add_argument("--threads", type=int, default=None)
     add_workspace(p)
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("evaluate", help="print the evaluator-style metrics of a run (default: the newest)")
-    p.add_argument("--run", default=None, metavar="ID")
+    p.add_argument("--run", action="append", default=None, metavar="ID",
+                   help="the run (default: the newest); with --compare repeatable (default: every run)")
+    p.add_argument("--compare", action="store_true",
+                   help="print runs side by side: official score, AUCs and pAUC, K / r and what auto runs chose")
     p.add_argument("--noise", action="store_true",
                    help="compare the runs over noisy test clips: official score per noise subset and SNR bin")
     add_workspace(p, reads_only=True)
