@@ -19,7 +19,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from asd_core.config import DEFAULT_WORKSPACE_NAME, Workspace
 from asd_core.embedding import ClipSource, EmbedResult, check_sample_rate, embed_partition, embed_source
-from asd_core.encoders import get_encoder
+from asd_core.encoders import EncoderSpec
 from asd_core.mixing.artifacts import check_planned_on, noisy_rows_by_partition
 from asd_core.mixing.noise_library import NoiseLibrary, read_noise_library
 from asd_core.mixing.render import MixtureBatches
@@ -72,7 +72,7 @@ def embed_flow(workspace: str = DEFAULT_WORKSPACE_NAME, encoder: str = "logmel-s
     log = get_run_logger()
     configure_threads(threads)
     ws = Workspace(Path(workspace))
-    enc = get_encoder(encoder, **(encoder_options or {}))
+    enc = EncoderSpec(encoder, dict(encoder_options or {})).build()
     parts = audio_partitions(ws)
     if not parts:
         raise FileNotFoundError(f"no ingested audio in {ws.root}; run `asd ingest` first")

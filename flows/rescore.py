@@ -9,6 +9,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
 from asd_core.config import DEFAULT_WORKSPACE_NAME, Workspace
+from asd_core.encoders.spec import EncoderSpec
 from asd_core.storage.lock import workspace_lock
 from asd_core.pipeline.results import results_table
 from asd_core.storage.embeddings import newest_encoder_cards
@@ -37,7 +38,8 @@ def rescore_flow(data_root: str, workspace: str = DEFAULT_WORKSPACE_NAME, datase
         ingest = ingest_flow(roots=[str(Path(data_root).expanduser().resolve())], workspace=str(ws.root), dataset_name=dataset_name)
         run_ids = []
         for card in encoders:
-            rep = embed_flow(workspace=str(ws.root), encoder=card["registry_name"], encoder_options=card["options"], threads=threads)
+            spec = EncoderSpec.from_card(card)
+            rep = embed_flow(workspace=str(ws.root), encoder=spec.name, encoder_options=spec.options, threads=threads)
             for norm in normalizations or ["knn"]:
                 r = score_flow(workspace=str(ws.root), encoder=rep["encoder"], encoder_version=rep["encoder_version"],
                                normalization=norm, threads=threads)

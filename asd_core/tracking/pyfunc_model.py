@@ -42,13 +42,10 @@ class ScoringRequestError(MlflowException, ValueError):
 
 def load_bundle_encoder(bundle: Path):
     """Rebuild the encoder of ``encoder.json`` with its files from the bundle."""
-    from asd_core.encoders import get_encoder
+    from asd_core.encoders import EncoderSpec
 
     card = json.loads((bundle / "encoder.json").read_text())
-    options = dict(card.get("options") or {})
-    for key, rel in (card.get("bundled_files") or {}).items():
-        options[key] = str(bundle / rel)
-    encoder = get_encoder(card["registry_name"], **options)
+    encoder = EncoderSpec.from_card(card, bundle).build()
     if encoder.version != card["version"]:
         raise ValueError(f"{bundle}: the bundled encoder rebuilds as version {encoder.version}, expected {card['version']}")
     return encoder, card

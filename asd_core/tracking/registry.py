@@ -17,12 +17,14 @@ from importlib import metadata
 from pathlib import Path
 
 from asd_core.config import Workspace
+from asd_core.encoders.spec import PATH_OPTIONS
 from asd_core.scoring import index_store
 from asd_core.scoring.run import run_params, scoring_config
 from asd_core.storage.catalog import connect, query_rows, resolve_run
 from asd_core.storage.embeddings import read_encoder_card
 from asd_core.tracking.pyfunc_model import BUNDLE, AsdScoringModel
 from asd_core.tracking.store import TrackingConfig, client, git_commit, training_run
+from asd_core.tracking.versions import version_row
 
 CHALLENGER, CHAMPION = "challenger", "champion"
 
@@ -74,7 +76,7 @@ def bundle_run(ws: Workspace, run_id: str, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     bundled = {}
     for key, value in (card.get("options") or {}).items():
-        if key in ("model", "checkpoint", "teacher") and value:
+        if key in PATH_OPTIONS and value:
             src = Path(value)
             if src.is_dir():
                 dest = out / "encoder" / key
@@ -199,24 +201,10 @@ def promote(ws: Workspace, tracking: TrackingConfig = TrackingConfig(), version:
             "champion_score": old_score, "champion_version": champion_version}
 
 
-def _short(score: str | None) -> str | None:
-    try:
-        return f"{float(score):.4f}"
-    except (TypeError, ValueError):
-        return score
-
-
 def list_models(ws: Workspace, tracking: TrackingConfig = TrackingConfig()) -> list[dict]:
     c = client(ws, tracking)
     by_version: dict[str, list[str]] = {}
     for alias, v in aliases(ws, tracking).items():
         by_version.setdefault(v, []).append(alias)
-    rows = []
-    for mv in sorted(c.search_model_versions(f"name = '{tracking.model_name}'"), key=lambda m: int(m.version)):
-        t = mv.tags
-        rows.append({"version": mv.version, "aliases": ",".join(sorted(by_version.get(str(mv.version), []))),
-                     "official_score": _short(t.get("official_score")), "encoder": t.get("encoder"), "normalization": t.get("normalization"),
-                     "run_id": t.get("run_id"), "data_snapshot": t.get("data_snapshot"), "teacher": t.get("teacher"),
-                     "git_commit": (t.get("git_commit") or "")[:10], "promotion": t.get("promotion_decision", ""),
-                     "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(mv.creation_timestamp / 1000))})
-    return rows
+    return [version_row(int(mv.version), mv.creation_timestamp, mv.tags, by_version.get(str(mv.version), []))
+            for mv in sorted(c.search_model_versions(f"name = '{tracking.model_name}'"), key=lambda m: int(m.version))]
