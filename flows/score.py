@@ -59,16 +59,25 @@ def _score_specs(ws: Workspace, encoder: str, encoder_version: str | None, specs
         for (results, skipped), (res, skip) in zip(per_spec, f.result()):
             results += res
             skipped += skip
-    reports = []
+    reports, unscorable = [], []
     for spec, (results, skipped) in zip(specs, per_spec):
         for reason in skipped:
             log.warning("section skipped: %s", reason)
         if not results:
-            raise ScoringInputError("no section could be scored:\n  " + "\n  ".join(skipped))
+            if len(specs) == 1:
+                raise ScoringInputError("no section could be scored:\n  " + "\n  ".join(skipped))
+            # a grid keeps the runs it could score (e.g. K = 8 with 5 references per section)
+            unscorable.append(f"{spec.label()}: no section could be scored ({skipped[0] if skipped else 'no sections'})")
+            log.warning("run %s not written: no section could be scored", spec.label())
+            continue
         reports.append(_publish(ws, name, version, spec, results, skipped, noisy))
         r = reports[-1]
         log.info("run %s (%s): %d test clips in %d sections scored (%d indexes re-used), %d sections skipped",
                  r["run_id"], spec.label(), r["scored"], r["sections"], r["indexes_reused"], len(skipped))
+    if not reports:
+        raise ScoringInputError("no run of the grid could score a section:\n  " + "\n  ".join(unscorable))
+    for report in reports:
+        report["unscorable_runs"] = unscorable
     return reports
 
 

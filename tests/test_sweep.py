@@ -127,8 +127,12 @@ def test_cli_grid_equals_single_runs_and_compares(tmp_path, demo_small, ingest_t
     ws = ingest_tree(tmp_path / "ws", demo_small)
     embed_flow(workspace=str(ws.root), encoder="logmel-stats")
     assert main(["score", "--workspace", str(ws.root), "--encoder", "logmel-stats", "--normalization", "knn,knn-diff,none",
-                 "--k", "1,2,auto"]) == 0
-    out = capsys.readouterr().out
+                 "--k", "1,2,auto,5000"]) == 0
+    captured = capsys.readouterr()
+    out = captured.out
+    # K = 5000 exceeds every section's references: those runs are reported, the others written
+    assert "not written: knn k=5000: no section could be scored" in captured.err
+    assert "not written: knn-diff k=5000" in captured.err
     assert out.count("\nrun ") + out.startswith("run ") == 7  # none once, knn and knn-diff x (1, 2, auto)
     with connect(ws, read_only=True) as con:
         runs = query_rows(con, "SELECT run_id, normalization, params FROM runs")

@@ -44,6 +44,8 @@ def cmd_score(args) -> int:
               f"{report['indexes_reused']} indexes re-used")
         for reason in report["skipped"]:
             print(f"  skipped: {reason}", file=sys.stderr)
+    for reason in reports[0].get("unscorable_runs", []):
+        print(f"  not written: {reason}", file=sys.stderr)
     if len(reports) == 1:
         print(f"Metrics:  asd evaluate --workspace {args.workspace} --run {reports[0]['run_id']}")
     else:
