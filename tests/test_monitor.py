@@ -433,3 +433,19 @@ def test_anomaly_events_and_artifact_on_the_prefect_server(registered, incoming,
         assert len(mine) == 1
         rows = json.loads(mine[0].data) if isinstance(mine[0].data, str) else mine[0].data
         assert sorted(r["path"] for r in rows) == sorted(anomalies)
+
+
+def test_second_monitor_run_is_refused_naming_the_holder(tmp_path):
+    import os
+
+    from asd_core.config import Workspace
+    from asd_core.monitor import MonitorBusyError
+    from asd_core.monitor.tables import monitor_lock
+
+    ws = Workspace(tmp_path / "ws")
+    with monitor_lock(ws):
+        with pytest.raises(MonitorBusyError, match=rf"another asd monitor run holds this workspace \(pid {os.getpid()}, started"):
+            with monitor_lock(ws):
+                pass
+    with monitor_lock(ws):  # released: the next run goes ahead
+        pass

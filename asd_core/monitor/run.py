@@ -20,7 +20,7 @@ import numpy as np
 from asd_core.config import AudioConfig, Workspace
 from asd_core.datasets import audio_io
 from asd_core.hashing import file_sha256
-from asd_core.monitor.discover import Candidate, Problem, discover_folder, read_manifest
+from asd_core.monitor.discover import Candidate, discover_folder, read_manifest
 from asd_core.monitor.model import MonitorModel
 from asd_core.monitor.tables import monitor_lock, publish, quarantined_keys, scored_keys, write_batch
 

@@ -8,10 +8,6 @@ its Parquet and publishing is completed by the next one, without duplicates.
 
 from __future__ import annotations
 
-import fcntl
-import json
-import os
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -23,6 +19,7 @@ from asd_core.config import Workspace
 from asd_core.schemas import DETECTIONS, MONITOR_QUARANTINE
 from asd_core.storage.atomic import write_parquet_atomic
 from asd_core.storage.catalog import transaction
+from asd_core.storage.lock import exclusive_lock
 from asd_core.storage.paths import all_files, hive_value
 
 ARTIFACTS = {"detections": DETECTIONS, "monitor_quarantine": MONITOR_QUARANTINE}
@@ -97,24 +94,7 @@ def monitor_lock(ws: Workspace) -> Iterator[Path]:
     """One monitor run per workspace at a time (``.monitor.lock``, a ``flock`` that dies with its process);
     pipeline runs are not blocked: monitoring goes on while the nightly pipeline trains."""
     ws.root.mkdir(parents=True, exist_ok=True)
-    path = ws.root / ".monitor.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            try:
-                holder = json.loads(path.read_text() or "{}")
-            except (OSError, ValueError):
-                holder = {}
-            raise MonitorBusyError(f"{path}: another asd monitor run holds this workspace (pid {holder.get('pid', '?')}, "
-                                   f"started {holder.get('since', '?')}); wait for it to finish") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
-        try:
-            yield path
-        finally:
-            os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+    busy = lambda holder: MonitorBusyError(  # noqa: E731
+        f"{ws.root / '.monitor.lock'}: another asd monitor run holds this workspace ({holder}); wait for it to finish")
+    with exclusive_lock(ws.root / ".monitor.lock", "asd monitor", busy) as path:
+        yield path

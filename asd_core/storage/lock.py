@@ -15,7 +15,7 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from asd_core.config import Workspace
 
@@ -47,7 +47,9 @@ def workspace_lock(ws: Workspace, owner: str = "", lend: bool = False) -> Iterat
     if path in _lent:  # nested in a lending holder of this process, which releases it
         yield path
         return
-    with _exclusive(path, owner, ws):
+    busy = lambda holder: WorkspaceBusyError(  # noqa: E731
+        f"workspace {ws.root} is in use by another pipeline run ({holder}); wait for it to finish or use another --workspace")
+    with exclusive_lock(path, owner, busy):
         if lend:
             _lent.add(path)
         try:
@@ -57,16 +59,15 @@ def workspace_lock(ws: Workspace, owner: str = "", lend: bool = False) -> Iterat
 
 
 @contextmanager
-def _exclusive(path: Path, owner: str, ws: Workspace) -> Iterator[Path]:
+def exclusive_lock(path: Path, owner: str, busy: Callable[[str], Exception]) -> Iterator[Path]:
+    """Hold ``path`` exclusively for the block, recording pid, start time and ``owner`` in it; when
+    another process holds it, raise ``busy(holder description)`` at once."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _read_holder(path)
-            raise WorkspaceBusyError(
-                f"workspace {ws.root} is in use by another pipeline run ({holder}); wait for it to finish "
-                f"or use another --workspace") from None
+            raise busy(_read_holder(path)) from None
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({"pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S"), "owner": owner}).encode())
         try:
