@@ -12,6 +12,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from asd_core.config import DEFAULT_WORKSPACE_NAME, Workspace
 from asd_core.runtime import configure_threads
+from asd_core.scoring.config import ScoringConfig
 from asd_core.scoring.density import shared_scales
 from asd_core.scoring.distances import ScoringInputError
 from asd_core.scoring.run import (data_snapshot, load_sections, machine_types_with_embeddings, run_id_for,
@@ -97,7 +98,8 @@ def _publish(ws: Workspace, name: str, version: str, spec: RunSpec, results: lis
 
 @flow(name="asd-score", task_runner=ThreadPoolTaskRunner(max_workers=2))
 def score_flow(workspace: str = DEFAULT_WORKSPACE_NAME, encoder: str = "logmel-stats", normalization: str = "knn",
-               k: int | str = 1, r: float | str = 0.9, metric: str | None = None, threshold_quantile: float = 0.9,
+               k: int | str = ScoringConfig.k, r: float | str = ScoringConfig.r, metric: str | None = None,
+               threshold_quantile: float = ScoringConfig.threshold_quantile,
                index_type: str = "exact", strict: bool = False, threads: int | None = None,
                encoder_version: str | None = None, noisy: bool = False) -> dict:
     """Score every section's test clips; one run per configuration (re-running replaces its rows).
@@ -118,13 +120,15 @@ def score_flow(workspace: str = DEFAULT_WORKSPACE_NAME, encoder: str = "logmel-s
 @flow(name="asd-score-grid", task_runner=ThreadPoolTaskRunner(max_workers=2))
 def score_grid_flow(workspace: str = DEFAULT_WORKSPACE_NAME, encoder: str = "logmel-stats",
                     normalizations: list[str] | None = None, k: list[int | str] | None = None,
-                    r: list[float | str] | None = None, metric: str | None = None, threshold_quantile: float = 0.9,
+                    r: list[float | str] | None = None, metric: str | None = None,
+                    threshold_quantile: float = ScoringConfig.threshold_quantile,
                     index_type: str = "exact", strict: bool = False, threads: int | None = None,
                     encoder_version: str | None = None, noisy: bool = False) -> dict:
     """Every combination of normalizations x K x r as its own run (a run keeps only the parameters
     its normalization uses), from one read of the embeddings; ``auto`` values choose per section."""
     def specs_of(distance: str) -> list[RunSpec]:
-        return expand(normalizations or ["knn"], parse_values(k or [1], "k"), parse_values(r or [0.9], "r"),
+        return expand(normalizations or ["knn"], parse_values(k or [ScoringConfig.k], "k"),
+                      parse_values(r or [ScoringConfig.r], "r"),
                       metric=metric or distance, index_type=index_type, threshold_quantile=threshold_quantile)
 
     return {"runs": _score_specs(Workspace(Path(workspace)), encoder, encoder_version, specs_of, strict, noisy, threads)}

@@ -157,9 +157,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--normalization", default="knn", metavar="NAME[,NAME...]",
                    help="one or several of " + ", ".join(NORMALIZATIONS) + "; knn/gwrp: local-density ratio (the "
                         "proposed method); *-diff: subtractive; the rest: baselines (default: %(default)s)")
-    p.add_argument("--k", default="1", metavar="K[,K...]",
+    p.add_argument("--k", default=str(ScoringConfig.k), metavar="K[,K...]",
                    help="K of knn / lof; a list runs each value; 'auto' chooses per section without labels (default: %(default)s)")
-    p.add_argument("--r", default="0.9", metavar="R[,R...]",
+    p.add_argument("--r", default=str(ScoringConfig.r), metavar="R[,R...]",
                    help="decay r of gwrp; a list runs each value; 'auto' chooses per section without labels (default: %(default)s)")
     add_config_options(p, ScoringConfig, defaults={"metric": None})
     p.add_argument("--strict", action="store_true", help="fail when a section cannot be scored instead of skipping it")
