@@ -200,7 +200,7 @@ def _run(cfg: PipelineConfig, ws: Workspace, run: StageRunner, shard_runner) -> 
     # --- scores and reports ---------------------------------------------------------------------
     score_with_runner = score_flow.with_options(task_runner=shard_runner)
     sc = cfg.score
-    run_ids, score_keys, reports = {}, {}, {}
+    run_ids, score_keys, reports, normalization_of = {}, {}, {}, {}
     for enc, rep in embeds.items():
         noisy = enc in cfg.embed.noisy_encoders and mixtures_fp is not None
         for norm, spec in sc.runs():  # norm: the run's name, its normalization unless K or r are lists
@@ -213,6 +213,7 @@ def _run(cfg: PipelineConfig, ws: Workspace, run: StageRunner, shard_runner) -> 
             r = run(f"score-{enc}-{norm}", key, score_with_runner, present=lambda r: _has_run(ws, r["run_id"]),
                     workspace=root, threads=threads, **params)
             run_ids[(enc, norm)] = r["run_id"]
+            normalization_of[(enc, norm)] = spec.config.normalization
             if cfg.report.enabled:
                 reports[(enc, norm)] = run(
                     f"report-{enc}-{norm}", stage_key(f"report-{enc}-{norm}", code["report"], score=key,
@@ -234,7 +235,7 @@ def _run(cfg: PipelineConfig, ws: Workspace, run: StageRunner, shard_runner) -> 
     if cfg.register.enabled:
         # with K or r lists, register.normalization = "knn" means its run of the first listed value
         target = next(key for key in run_ids if key[0] == cfg.register.encoder and
-                      (key[1] == cfg.register.normalization or key[1].split("-k=")[0].split("-r=")[0] == cfg.register.normalization))
+                      cfg.register.normalization in (key[1], normalization_of[key]))
         reg_kwargs = dict(workspace=root, run_id=run_ids[target], tracking_uri=tracking_uri, model_name=cfg.register.model_name,
                           teacher=f"{Path(teacher_src).name} ({teacher_fp})" if teacher_src else "none",
                           loss_config=json.dumps(cfg.student.train.objective.to_dict(), sort_keys=True)

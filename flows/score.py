@@ -45,9 +45,9 @@ def _score_section_specs(ws, encoder, version, sec, specs, strict, out) -> None:
 
 
 def _score_specs(ws: Workspace, encoder: str, encoder_version: str | None, specs_of, strict: bool, noisy: bool,
-                 threads: int | None) -> list[dict]:
+                 threads: int | None) -> tuple[list[dict], list[str]]:
     """Score every run of ``specs_of(metric)`` (one read of the embeddings per machine type) and
-    publish each run; returns their reports in order."""
+    publish each run; returns their reports in order, and why the runs left out could not be scored."""
     log = get_run_logger()
     configure_threads(threads)
     card = read_encoder_card(ws, encoder, encoder_version)
@@ -77,9 +77,7 @@ def _score_specs(ws: Workspace, encoder: str, encoder_version: str | None, specs
                  r["run_id"], spec.label(), r["scored"], r["sections"], r["indexes_reused"], len(skipped))
     if not reports:
         raise ScoringInputError("no run of the grid could score a section:\n  " + "\n  ".join(unscorable))
-    for report in reports:
-        report["unscorable_runs"] = unscorable
-    return reports
+    return reports, unscorable
 
 
 def _publish(ws: Workspace, name: str, version: str, spec: RunSpec, results: list, skipped: list, noisy: bool) -> dict:
@@ -114,7 +112,7 @@ def score_flow(workspace: str = DEFAULT_WORKSPACE_NAME, encoder: str = "logmel-s
                        index_type=index_type, threshold_quantile=threshold_quantile)
         return specs[:1]
 
-    return _score_specs(Workspace(Path(workspace)), encoder, encoder_version, specs_of, strict, noisy, threads)[0]
+    return _score_specs(Workspace(Path(workspace)), encoder, encoder_version, specs_of, strict, noisy, threads)[0][0]
 
 
 @flow(name="asd-score-grid", task_runner=ThreadPoolTaskRunner(max_workers=2))
@@ -131,4 +129,5 @@ def score_grid_flow(workspace: str = DEFAULT_WORKSPACE_NAME, encoder: str = "log
                       parse_values(r or [ScoringConfig.r], "r"),
                       metric=metric or distance, index_type=index_type, threshold_quantile=threshold_quantile)
 
-    return {"runs": _score_specs(Workspace(Path(workspace)), encoder, encoder_version, specs_of, strict, noisy, threads)}
+    reports, unscorable = _score_specs(Workspace(Path(workspace)), encoder, encoder_version, specs_of, strict, noisy, threads)
+    return {"runs": reports, "unscorable": unscorable}

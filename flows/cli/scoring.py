@@ -33,18 +33,19 @@ def cmd_score(args) -> int:
     if len(grid) == 1:
         from flows.score import score_flow
 
-        reports = [score_flow(normalization=norms[0], k=ks[0], r=rs[0], **kwargs)]
+        reports, unscorable = [score_flow(normalization=norms[0], k=ks[0], r=rs[0], **kwargs)], []
     else:
         from flows.score import score_grid_flow
 
-        reports = score_grid_flow(normalizations=norms, k=list(ks), r=list(rs), **kwargs)["runs"]
+        result = score_grid_flow(normalizations=norms, k=list(ks), r=list(rs), **kwargs)
+        reports, unscorable = result["runs"], result["unscorable"]
     for report in reports:
         print(f"run {report['run_id']}: {report['scored']} test clips in {report['sections']} sections "
               f"({report['encoder']}, {report['label']}, {report['params']['metric']}); "
               f"{report['indexes_reused']} indexes re-used")
         for reason in report["skipped"]:
             print(f"  skipped: {reason}", file=sys.stderr)
-    for reason in reports[0].get("unscorable_runs", []):
+    for reason in unscorable:
         print(f"  not written: {reason}", file=sys.stderr)
     if len(reports) == 1:
         print(f"Metrics:  asd evaluate --workspace {args.workspace} --run {reports[0]['run_id']}")
