@@ -8,6 +8,17 @@ Layout written under OUT::
     noise/<class>/<class>_<nnnn>.wav, noise/classes.csv, noise/.asdignore   (skipped by ingest)
     anomalies.csv       ground truth of every anomalous clip: kind and severity
 
+With ``held_out=True`` (``--held-out-domain``) also, outside ``dev_data`` (and skipped by
+``asd ingest OUT``: ``held_out/.asdignore``), a third operating condition per machine type and
+section that no training set contains (other attribute values, other background)::
+
+    held_out/test/<machine>/section_<ss>/{normal,anomaly}_<nnnn>.wav    for asd monitor
+    held_out/enroll/<machine>/section_<ss>/enroll_<nnnn>.wav             normal clips for asd enroll
+    held_out/labels.csv   path (relative to held_out/), split, machine_type, section, label, kind,
+                          severity, attributes of every held-out clip
+
+Without it the output is byte-identical to what it was before the option existed.
+
 Every clip draws from its own generator seeded by (seed, machine, section, split, domain,
 label, index), so the output is identical for a seed whatever the order of work.
 """
@@ -43,13 +54,16 @@ class DemoSize:
     test_per_cell: int  # per (domain, label) cell
     duration_s: float
     noise_per_class: int
+    held_out_test: int = 30  # held-out domain: normal and anomalous test clips each, per section
+    held_out_enroll: int = 10  # held-out domain: normal enrollment clips per section
 
 
 SIZES: dict[str, DemoSize] = {
-    "small": DemoSize(("fan", "valve", "slider"), 1, 40, 10, 10, 2.0, 4),
-    "medium": DemoSize(("fan", "valve", "slider", "gearbox"), 1, 150, 10, 25, 5.0, 10),
-    "dcase": DemoSize(("fan", "valve", "slider", "gearbox"), 1, 990, 10, 50, 10.0, 30),
+    "small": DemoSize(("fan", "valve", "slider"), 1, 40, 10, 10, 2.0, 4, 30),
+    "medium": DemoSize(("fan", "valve", "slider", "gearbox"), 1, 150, 10, 25, 5.0, 10, 40),
+    "dcase": DemoSize(("fan", "valve", "slider", "gearbox"), 1, 990, 10, 50, 10.0, 30, 50),
 }
+HELD_OUT = "held_out"  # the domain name of the held-out operating condition, and its folder under OUT
 
 
 @dataclass(frozen=True)
@@ -61,6 +75,7 @@ class _Job:
     domain: str
     attrs: dict
     anomaly: Anomaly | None
+    split: str = ""
 
 
 def _key(*parts) -> int:
@@ -94,6 +109,33 @@ def _plan_machine(out: Path, machine: str, size: DemoSize, seed: int) -> list[_J
     return jobs
 
 
+def _plan_held_out(out: Path, machine: str, size: DemoSize, seed: int, enroll: int) -> list[_Job]:
+    """The held-out domain of one machine type: test normals and anomalies, and enrollment normals.
+
+    Seeds carry the key of ("held_out", split, label), which no dev_data cell uses, so these clips
+    neither change nor repeat any dev_data clip.
+    """
+    model = MACHINES[machine]
+    if not model.held_out_attributes:
+        raise ValueError(f"machine {machine!r} defines no held-out attributes")
+    jobs: list[_Job] = []
+    for section in range(size.sections):
+        cells = [("test", "normal", size.held_out_test), ("test", "anomaly", size.held_out_test),
+                 ("enroll", "normal", enroll)]
+        for split, label, count in cells:
+            folder = out / HELD_OUT / split / machine / f"section_{section:02d}"
+            for i in range(count):
+                seed_parts = (seed, _key(machine), section, _key(HELD_OUT, split, label), i)
+                rng = np.random.default_rng(seed_parts)
+                attrs = model.held_out_attributes[int(rng.integers(len(model.held_out_attributes)))]
+                anomaly = None
+                if label == "anomaly":
+                    anomaly = Anomaly(model.anomaly_kinds[i % len(model.anomaly_kinds)], float(rng.uniform(0.15, 1.0)))
+                name = f"{'enroll' if split == 'enroll' else label}_{i:04d}.wav"
+                jobs.append(_Job(folder / name, seed_parts, machine, section, HELD_OUT, attrs, anomaly, split))
+    return jobs
+
+
 def _render(job: _Job, size: DemoSize, seed: int) -> None:
     n = int(size.duration_s * SAMPLE_RATE)
     sec = section_params(np.random.default_rng((seed, _key(job.machine), job.section, 7)))
@@ -109,25 +151,59 @@ def _write(path: Path, x: np.ndarray) -> None:
     sf.write(str(path), np.clip(x, -0.999, 0.999).astype(np.float32), SAMPLE_RATE, subtype="PCM_16")
 
 
-def make_demo_data(out: Path, seed: int = 0, size: str | DemoSize = "small", workers: int = 2) -> dict:
-    """Write the demo tree under ``out``; returns counts. Re-running with the same seed rewrites identical files."""
+def make_demo_data(out: Path, seed: int = 0, size: str | DemoSize = "small", workers: int = 2,
+                   held_out: bool = False, held_out_enroll: int | None = None) -> dict:
+    """Write the demo tree under ``out``; returns counts. Re-running with the same seed rewrites identical files.
+
+    ``held_out``: also write the held-out domain under ``out/held_out`` (module docstring);
+    ``held_out_enroll``: its enrollment clips per section (default: the size's, 10).
+    """
     spec = SIZES[size] if isinstance(size, str) else size
     out = Path(out)
     jobs = [job for m in spec.machines for job in _plan_machine(out, m, spec, seed)]
-    progress = Progress("make-demo-data", len(jobs), "clips")
+    held: list[_Job] = []
+    if held_out:
+        enroll = spec.held_out_enroll if held_out_enroll is None else int(held_out_enroll)
+        if enroll < 0:
+            raise ValueError(f"held_out_enroll must be >= 0, got {enroll}")
+        held = [job for m in spec.machines for job in _plan_held_out(out, m, spec, seed, enroll)]
+    progress = Progress("make-demo-data", len(jobs) + len(held), "clips")
 
     def render(job: _Job) -> None:
         _render(job, spec, seed)
         progress.update()
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        list(pool.map(render, jobs))
+        list(pool.map(render, jobs + held))
     progress.close()
     _write_attribute_csvs(out, jobs)
     _write_anomaly_truth(out, jobs)
     noise_files = _write_noise_library(out / "noise", spec, seed)
-    return {"clips": len(jobs), "machines": list(spec.machines), "noise_files": noise_files,
-            "anomalous": sum(j.anomaly is not None for j in jobs)}
+    counts = {"clips": len(jobs), "machines": list(spec.machines), "noise_files": noise_files,
+              "anomalous": sum(j.anomaly is not None for j in jobs)}
+    if held_out:
+        _write_held_out_labels(out / HELD_OUT, held)
+        counts["held_out"] = {
+            "folder": str(out / HELD_OUT),
+            "test_normal": sum(j.split == "test" and j.anomaly is None for j in held),
+            "test_anomaly": sum(j.anomaly is not None for j in held),
+            "enroll": sum(j.split == "enroll" for j in held),
+            "attributes": {m: [_attr_suffix(a) for a in MACHINES[m].held_out_attributes] for m in spec.machines},
+        }
+    return counts
+
+
+def _write_held_out_labels(folder: Path, jobs: list[_Job]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / ".asdignore").write_text("Held-out domain (asd monitor / asd enroll input); not part of any training set, "
+                                       "so `asd ingest` skips it.\n")
+    with open(folder / "labels.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "split", "machine_type", "section", "label", "kind", "severity", "attributes"])
+        for job in jobs:
+            w.writerow([job.path.relative_to(folder).as_posix(), job.split, job.machine, f"{job.section:02d}",
+                        "anomaly" if job.anomaly else "normal", job.anomaly.kind if job.anomaly else "",
+                        f"{job.anomaly.severity:.3f}" if job.anomaly else "", _attr_suffix(job.attrs)])
 
 
 def _write_attribute_csvs(out: Path, jobs: list[_Job]) -> None:

@@ -2,7 +2,8 @@
 
 Each model renders one clip from (section parameters, attributes, anomaly or None). The
 attributes differ between the source and the target domain, so target normals sound
-different from the source references, as in DCASE. Anomalies have a severity in (0, 1]:
+different from the source references, as in DCASE; a third, held-out set of attribute values
+(with its own background) is a new operating condition no training set contains. Anomalies have a severity in (0, 1]:
 low severities are subtle, so detection is neither trivial nor hopeless.
 """
 
@@ -30,6 +31,8 @@ class MachineModel:
     target_attributes: tuple[dict, ...]
     anomaly_kinds: tuple[str, ...]
     render: Callable[[np.random.Generator, int, int, dict, dict, Anomaly | None], np.ndarray]
+    # a third operating condition no training set holds (``make-demo-data --held-out-domain``)
+    held_out_attributes: tuple[dict, ...] = ()
 
 
 def section_params(rng: np.random.Generator) -> dict:
@@ -145,6 +148,7 @@ MACHINES: dict[str, MachineModel] = {
         ({"spd": "41"}, {"spd": "45"}),
         ("imbalance", "bearing_clicks", "harmonic_distortion"),
         _render_fan,
+        ({"spd": "52"},),
     ),
     "valve": MachineModel(
         "valve",
@@ -152,6 +156,7 @@ MACHINES: dict[str, MachineModel] = {
         ({"pat": "02"}, {"pat": "03"}),
         ("missing_events", "resonance_shift", "leak"),
         _render_valve,
+        ({"pat": "04"},),
     ),
     "slider": MachineModel(
         "slider",
@@ -159,6 +164,7 @@ MACHINES: dict[str, MachineModel] = {
         ({"vel": "850"}, {"vel": "900"}),
         ("bearing_clicks", "imbalance", "harmonic_distortion", "missing_events"),
         _render_slider,
+        ({"vel": "1100"},),
     ),
     "gearbox": MachineModel(
         "gearbox",
@@ -166,12 +172,16 @@ MACHINES: dict[str, MachineModel] = {
         ({"volt": "2.5", "wt": "150"}, {"volt": "3.0", "wt": "130"}),
         ("bearing_clicks", "imbalance", "harmonic_distortion"),
         _render_gearbox,
+        ({"volt": "3.5", "wt": "80"},),
     ),
 }
 
 
 def domain_background(rng: np.random.Generator, n: int, domain: str) -> np.ndarray:
-    """Site noise: the target domain is recorded elsewhere (other spectral tilt and level)."""
+    """Site noise: the target domain is recorded elsewhere (other spectral tilt and level); the
+    held-out domain at a third site (whiter, between the two in level)."""
     if domain == "source":
         return 0.25 * colored_noise(rng, n, 1.0)
+    if domain == "held_out":
+        return 0.3 * colored_noise(rng, n, 0.5)
     return 0.4 * colored_noise(rng, n, 1.6)

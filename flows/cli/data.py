@@ -28,9 +28,18 @@ def print_ingest_report(report: dict) -> None:
 def cmd_make_demo_data(args) -> int:
     from asd_core.demo import make_demo_data
 
-    counts = make_demo_data(args.out, seed=args.seed, size=args.size)
+    if args.held_out_enroll is not None and not args.held_out_domain:
+        raise ValueError("--held-out-enroll needs --held-out-domain")
+    counts = make_demo_data(args.out, seed=args.seed, size=args.size, held_out=args.held_out_domain,
+                            held_out_enroll=args.held_out_enroll)
     print(f"wrote {counts['clips']} clips ({counts['anomalous']} anomalous) of {', '.join(counts['machines'])} "
           f"and {counts['noise_files']} noise files under {args.out}")
+    if "held_out" in counts:
+        h = counts["held_out"]
+        attrs = "; ".join(f"{m} {' / '.join(a)}" for m, a in h["attributes"].items())
+        print(f"held-out domain ({attrs}): {h['test_normal']} normal and {h['test_anomaly']} anomalous test clips "
+              f"under {h['folder']}/test, {h['enroll']} enrollment clips under {h['folder']}/enroll, "
+              f"labels in {h['folder']}/labels.csv")
     return 0
 
 
@@ -98,6 +107,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", choices=["small", "medium", "dcase"], default="small",
                    help="small: 3 machines, 2 s clips; medium: 4 machines, 5 s; dcase: DCASE 2023 dev counts, 10 s")
+    p.add_argument("--held-out-domain", action="store_true",
+                   help="also write, under OUT/held_out (outside dev_data, skipped by asd ingest), an operating condition "
+                        "no training set contains: test/<machine>/section_<ss>/{normal,anomaly}_<nnnn>.wav (30 each "
+                        "per section for small, 40 medium, 50 dcase; for asd monitor), enroll/<machine>/section_<ss>/"
+                        "enroll_<nnnn>.wav (normal clips for asd enroll) and labels.csv (ground truth)")
+    p.add_argument("--held-out-enroll", type=int, default=None, metavar="N",
+                   help="enrollment clips per section of the held-out domain (default: 10; needs --held-out-domain)")
     add_workspace(p, used=False)
     p.set_defaults(func=cmd_make_demo_data)
 
