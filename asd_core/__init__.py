@@ -25,7 +25,8 @@ the CLI) sits on top; nothing in ``asd_core`` imports it.
  8    evaluation, tracking                  metric tables; MLflow store and registry
  9    reporting, monitor                    run reports (figures, HTML); scoring incoming recordings
                                             with a registered model (``asd monitor``)
-10    pipeline                              the configured run: config file, cache keys, results
+10    pipeline, enrollment                  the configured run: config file, cache keys, results;
+                                            adding a new domain to a registered version (``asd enroll``)
 11    flows                                 Prefect flows and the ``asd`` CLI (outside asd_core)
 ====  ====================================  =====================================================
 """
@@ -43,6 +44,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("scoring",),
     ("evaluation", "tracking"),
     ("reporting", "monitor"),
-    ("pipeline",),
+    ("pipeline", "enrollment"),
     ("flows",),
 )

@@ -181,3 +181,24 @@ MONITOR_QUARANTINE = pa.schema(
         pa.field("batch_id", pa.string(), nullable=False),
     ]
 )
+
+# `asd enroll` (asd_core/enrollment): one row per clip enrolled into a model version's section;
+# Parquet per enrollment under parquet/enrollments/enrollment=<id>/, published into DuckDB.
+ENROLLMENTS = pa.schema(
+    [
+        pa.field("enrollment_id", pa.string(), nullable=False),
+        pa.field("model_name", pa.string(), nullable=False),
+        pa.field("model_version", pa.string(), nullable=False),  # the version the enrollment registered
+        pa.field("parent_version", pa.string(), nullable=False),  # the version it was enrolled into (untouched)
+        pa.field("dataset", pa.string(), nullable=False),  # the model's dataset of the section
+        pa.field("machine_type", pa.string(), nullable=False),
+        pa.field("section", pa.string(), nullable=False),
+        pa.field("domain", pa.string(), nullable=False),  # the new operating condition's name
+        pa.field("clip_id", pa.string(), nullable=False),  # the stored clip (clips table, split 'train')
+        pa.field("sha256", pa.string(), nullable=False),
+        pa.field("path", pa.string(), nullable=False),  # absolute path the clip was enrolled from
+        pa.field("threshold_before", pa.float64(), nullable=False),  # the section's threshold in the parent
+        pa.field("threshold_after", pa.float64(), nullable=False),  # ... and in the enrolled version
+        pa.field("enrolled_at", pa.timestamp("us"), nullable=False),  # UTC
+    ]
+)

@@ -152,3 +152,22 @@ CREATE TABLE IF NOT EXISTS monitor_quarantine (
     quarantined_at TIMESTAMP NOT NULL,       -- UTC
     batch_id       VARCHAR NOT NULL
 );
+
+-- `asd enroll`: the clips each model version was enrolled with (one row per clip); the clips
+-- themselves are in `clips` (split 'train', domain = the enrolled operating condition).
+CREATE TABLE IF NOT EXISTS enrollments (
+    enrollment_id    VARCHAR NOT NULL,
+    model_name       VARCHAR NOT NULL,
+    model_version    VARCHAR NOT NULL,       -- the version the enrollment registered
+    parent_version   VARCHAR NOT NULL,       -- the version it enrolled into (left untouched)
+    dataset          VARCHAR NOT NULL,       -- the model's dataset of the section
+    machine_type     VARCHAR NOT NULL,
+    section          VARCHAR NOT NULL,
+    domain           VARCHAR NOT NULL,       -- the new operating condition's name
+    clip_id          VARCHAR NOT NULL,       -- the stored clip (clips: split 'train', this domain)
+    sha256           VARCHAR NOT NULL,
+    path             VARCHAR NOT NULL,       -- absolute path the clip was enrolled from
+    threshold_before DOUBLE NOT NULL,        -- the section's threshold in the parent version
+    threshold_after  DOUBLE NOT NULL,        -- ... and in the enrolled version
+    enrolled_at      TIMESTAMP NOT NULL      -- UTC
+);

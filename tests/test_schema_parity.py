@@ -21,6 +21,7 @@ PUBLISHED = {
     "noisy_clips": (schemas.NOISY_CLIPS, ()),
     "detections": (schemas.DETECTIONS, ()),
     "monitor_quarantine": (schemas.MONITOR_QUARANTINE, ()),
+    "enrollments": (schemas.ENROLLMENTS, ()),
 }
 
 _SCALARS = {

@@ -66,6 +66,9 @@ def bundle_run(ws: Workspace, run_id: str, out: Path) -> dict:
         run_id = resolve_run(con, run_id)
         run = query_rows(con, "SELECT * FROM runs WHERE run_id = ?", [run_id])[0]
         sections = query_rows(con, "SELECT dataset, machine_type, section FROM thresholds WHERE run_id = ? ORDER BY ALL", [run_id])
+        durations = {(r["dataset"], r["machine_type"], r["section"]): r for r in query_rows(con, """
+            SELECT dataset, machine_type, section, median(duration_s) AS median_duration_s, count(*) AS train_clips
+            FROM clips WHERE split = 'train' GROUP BY ALL""")}
         run["official_score"] = official_score(con, run_id)
     cfg = scoring_config(run)
     card = read_encoder_card(ws, run["encoder"], run["encoder_version"])
@@ -98,6 +101,10 @@ def bundle_run(ws: Workspace, run_id: str, out: Path) -> dict:
             raise RegistryError(f"run {run_id} ({cfg.normalization}) has no stored index for {s['dataset']}/{s['machine_type']}/"
                                 f"section_{s['section']}: only none/knn/gwrp(-diff) runs can be registered; re-run `asd score`")
         shutil.copytree(src, out / "indexes" / s["dataset"] / s["machine_type"] / f"section_{s['section']}")
+    # what `asd enroll` checks new clips against (the section's clip duration)
+    (out / "sections.json").write_text(json.dumps([
+        {**s, "median_duration_s": (durations.get((s["dataset"], s["machine_type"], s["section"])) or {}).get("median_duration_s"),
+         "sample_rate": card["sample_rate"]} for s in sections], indent=2))
     stored = run_params(run)  # an auto run: k / r "auto" and the per-section choices, as in runs.params
     auto = {key: stored[key] for key in ("k", "r", "choices") if stored.get(key) == "auto" or key == "choices" and key in stored}
     (out / "scoring.json").write_text(json.dumps({"run_id": run_id, "normalization": cfg.normalization, **cfg.params(), **auto},
@@ -108,8 +115,6 @@ def bundle_run(ws: Workspace, run_id: str, out: Path) -> dict:
 def register_run(ws: Workspace, run_id: str | None, tracking: TrackingConfig = TrackingConfig(), tags: dict | None = None) -> dict:
     """Log the run's pyfunc to MLflow, register it as a new version of ``tracking.model_name``
     and give it alias ``challenger``."""
-    import mlflow
-
     with tempfile.TemporaryDirectory() as tmp:
         bundle = Path(tmp) / BUNDLE
         run = bundle_run(ws, run_id, bundle)
@@ -122,20 +127,38 @@ def register_run(ws: Workspace, run_id: str | None, tracking: TrackingConfig = T
             "teacher": card["params"].get("teacher") or "none", "loss_config": "n/a",
             **{k: str(v) for k, v in (tags or {}).items()},  # the caller's teacher / loss_config win
         }
-        with training_run(ws, tracking, run_name=f"register-{run['run_id']}", tags={"kind": "registration"}) as log:
-            log.log_params({"run_id": run["run_id"], "encoder": run["encoder"], "normalization": run["normalization"], **params})
-            if run["official_score"] is not None:
-                mlflow.log_metric("official_score", run["official_score"])
-            info = mlflow.pyfunc.log_model(name="model", python_model=AsdScoringModel(), artifacts={BUNDLE: str(bundle)},
-                                           pip_requirements=_requirements(), signature=SIGNATURE)
-            mlflow_run_id = log.run_id
+        out = register_bundle(ws, bundle, tracking, version_tags, run_name=f"register-{run['run_id']}",
+                              params={"run_id": run["run_id"], "encoder": run["encoder"],
+                                      "normalization": run["normalization"], **params},
+                              official=run["official_score"])
+    return {**out, "official_score": run["official_score"], "run_id": run["run_id"]}
+
+
+def register_bundle(ws: Workspace, bundle: Path, tracking: TrackingConfig, version_tags: dict, run_name: str,
+                    params: dict, official: float | None = None, kind: str = "registration",
+                    artifacts: dict[str, Path] | None = None) -> dict:
+    """Log a bundle folder as the pyfunc of one MLflow run, register it as a new version of
+    ``tracking.model_name`` with ``version_tags`` and give it alias ``challenger``.
+
+    ``artifacts``: extra files logged beside the model (artifact path -> local file)."""
+    import mlflow
+
+    with training_run(ws, tracking, run_name=run_name, tags={"kind": kind}) as log:
+        log.log_params(params)
+        if official is not None:
+            mlflow.log_metric("official_score", official)
+        for dest, path in (artifacts or {}).items():
+            mlflow.log_artifact(str(path), artifact_path=dest)
+        info = mlflow.pyfunc.log_model(name="model", python_model=AsdScoringModel(), artifacts={BUNDLE: str(bundle)},
+                                       pip_requirements=_requirements(), signature=SIGNATURE)
+        mlflow_run_id = log.run_id
     c = client(ws, tracking)
     mv = mlflow.register_model(info.model_uri, tracking.model_name, tags=version_tags)
     version = str(mv.version)
     _wait_ready(c, tracking.model_name, version)
     c.set_registered_model_alias(tracking.model_name, CHALLENGER, version)
     return {"name": tracking.model_name, "version": version, "model_uri": f"models:/{tracking.model_name}/{version}",
-            "mlflow_run_id": mlflow_run_id, "official_score": run["official_score"], "run_id": run["run_id"], "tags": version_tags}
+            "mlflow_run_id": mlflow_run_id, "tags": version_tags}
 
 
 def _wait_ready(c, name: str, version: str, timeout_s: float = 60) -> None:

@@ -48,6 +48,25 @@ def cmd_monitor(args) -> int:
     return 0
 
 
+def cmd_enroll(args) -> int:
+    from flows.enroll import enroll_flow
+
+    r = enroll_flow(clips_dir=str(args.clips_dir), machine_type=args.machine_type, section=args.section, domain=args.domain,
+                    workspace=str(args.workspace), model=args.model, tracking_uri=args.tracking_uri)
+    where = f"{r['machine_type']}/section_{r['section']}"
+    if r["already_enrolled"]:
+        print(f"{r['name']} version {r['version']} already holds these {r['clips']} clips as domain {r['domain']} of {where} "
+              f"(enrolled into version {r['parent_version']}); nothing new registered")
+        return 0
+    print(f"enrolled {r['clips']} clips as domain {r['domain']} of {where}: {r['references_before']} -> "
+          f"{r['references_after']} references, threshold {r['threshold_before']:.6g} -> {r['threshold_after']:.6g}")
+    print(f"registered {r['name']} version {r['version']} (alias challenger; parent version {r['parent_version']} untouched); "
+          f"`asd promote --version {r['version']}` makes it the champion")
+    timings = ", ".join(f"{k} {v:.1f} s" for k, v in r["timings"].items())
+    print(f"timings: {timings}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("monitor", help="score incoming recordings with a registered model (detections table, Prefect events)",
                        description="Score each new WAV file under INCOMING/<machine_type>/section_<ss>/ (nested folders "
@@ -65,3 +84,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_tracking_uri(p)
     add_workspace(p)
     p.set_defaults(func=cmd_monitor)
+
+    p = sub.add_parser("enroll", help="add a new operating condition to a registered model's section, without retraining",
+                       description="Embed the normal clips in DIR (every *.wav below it) with the model's own encoder, add "
+                                   "them to the section's references, refit rho and the section's single threshold, store "
+                                   "the clips (clips table: split train, domain NAME) and register the result as a new "
+                                   "version with alias challenger; the parent version is untouched. Refused, with nothing "
+                                   "registered: fewer than K + 1 clips, unreadable files, another sample rate, durations far "
+                                   "from the section's, a section the model does not have.")
+    p.add_argument("clips_dir", type=Path, metavar="DIR", help="folder of normal clips of the new operating condition")
+    p.add_argument("--machine-type", required=True, metavar="M")
+    p.add_argument("--section", required=True, metavar="S", help="section as the model names it (0 and 00 both work)")
+    p.add_argument("--domain", required=True, metavar="NAME", help="name of the new operating condition (clips.domain)")
+    p.add_argument("--model", default="asd-encoder@champion",
+                   help="registered model to enroll into: NAME@ALIAS, NAME/VERSION or models:/... (default: %(default)s)")
+    add_tracking_uri(p)
+    add_workspace(p)
+    p.set_defaults(func=cmd_enroll)

@@ -1,0 +1,255 @@
+"""Enroll a new operating condition into one section of a registered model version (issue 16 part 3).
+
+Steps: resolve the parent version and its section detector; check and decode the clips; embed them
+with the version's own encoder; refit the section on parent references + new clips (rho of every
+reference and the threshold, exact as in a scoring run: methods.md section 2); copy the parent's
+bundle with that one section replaced; store the clips and register the copy as a new version
+(alias ``challenger``). The parent's files and registry entry are never written.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from asd_core.config import Workspace
+from asd_core.enrollment import tables
+from asd_core.enrollment.clips import EnrollmentClip, EnrollmentError, read_enrollment_clips
+from asd_core.hashing import json_id
+from asd_core.monitor.discover import normalise_section
+from asd_core.monitor.model import DEFAULT_MODEL, ModelError, bundle_dir, load_model, parse_model
+from asd_core.scoring import index_store
+from asd_core.scoring.config import ScoringConfig
+from asd_core.scoring.detector import make_detector
+from asd_core.scoring.distances import ScoringInputError
+from asd_core.storage.catalog import connect
+from asd_core.storage.lock import workspace_lock
+from asd_core.tracking.registry import register_bundle
+from asd_core.tracking.store import TrackingConfig, client, git_commit
+
+DOMAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+# parent tags an enrolled version does not inherit: they describe the parent's own promotion
+_NOT_INHERITED = ("promotion_",)
+
+
+@dataclass
+class EnrollmentResult:
+    name: str
+    version: str
+    parent_version: str
+    dataset: str
+    machine_type: str
+    section: str
+    domain: str
+    enrollment_id: str
+    clips: int
+    references_before: int
+    references_after: int
+    threshold_before: float
+    threshold_after: float
+    refit_seconds: float
+    already_enrolled: bool = False
+    sha256: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SectionRefit:
+    config: ScoringConfig
+    references_before: int
+    references_after: int
+    threshold_before: float
+    threshold_after: float
+    seconds: float
+
+
+def refit_section(parent: Path, out: Path, vectors: np.ndarray, ids: list[str], domain: str) -> SectionRefit:
+    """Write into ``out`` the index folder of ``parent`` refitted on its references + ``vectors``.
+
+    Every reference's rho is recomputed (one exact leave-one-out search over the section: cheap at
+    the sizes of a section, and simpler to trust than patching the neighbours that changed)."""
+    manifest = json.loads((parent / "manifest.json").read_text())
+    refs_file = parent / "references.npy"
+    if not refs_file.exists():
+        raise EnrollmentError(f"{parent}: this model version predates stored references (index version "
+                              f"{manifest.get('version')}); register its run again, then enroll into the new version")
+    refs = index_store._load_array(refs_file)
+    if vectors.shape[1] != refs.shape[1]:
+        raise EnrollmentError(f"{parent}: the encoder gives {vectors.shape[1]}-d vectors, the section's references are "
+                              f"{refs.shape[1]}-d")
+    cfg = ScoringConfig(**manifest["config"])
+    start = time.perf_counter()
+    try:
+        det = make_detector(cfg).fit(np.concatenate([refs, np.asarray(vectors, refs.dtype)]))
+    except ScoringInputError as exc:
+        raise EnrollmentError(f"{parent}: cannot refit the section: {exc}") from None
+    seconds = time.perf_counter() - start
+    counts = dict(manifest.get("counts") or {})
+    enrolled = dict(counts.get("enrolled") or {})
+    enrolled[domain] = enrolled.get(domain, 0) + len(ids)
+    counts.update(references=det.n_references_, enrolled=enrolled)
+    # what the references are: the parent's (by their content hash) and the enrolled clips
+    input_hash = index_store.content_hash([f"parent:{manifest.get('input_hash')}", *ids], det.index_.refs)
+    index_store.save(out, det, det.threshold_, input_hash, counts)
+    return SectionRefit(cfg, refs.shape[0], det.n_references_, float(manifest["threshold"]), float(det.threshold_), seconds)
+
+
+def _section_duration(bundle: Path, ws: Workspace, dataset: str, machine_type: str, section: str) -> float | None:
+    """The section's median training clip duration: from the bundle (registered since enrollment
+    exists), else the workspace's clips, else unknown."""
+    sections = bundle / "sections.json"
+    if sections.exists():
+        for s in json.loads(sections.read_text()):
+            if (s["dataset"], s["machine_type"], s["section"]) == (dataset, machine_type, section):
+                return s.get("median_duration_s")
+    if not ws.duckdb_path.exists():
+        return None
+    with connect(ws, read_only=True) as con:
+        row = con.execute("SELECT median(duration_s) FROM clips WHERE dataset = ? AND machine_type = ? AND section = ? "
+                          "AND split = 'train' AND scheme <> ?", [dataset, machine_type, section, tables.SCHEME]).fetchone()
+    return None if row is None or row[0] is None else float(row[0])
+
+
+def _write_clip_list(path: Path, clips: list[EnrollmentClip], ids: list[str]) -> Path:
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["clip_id", "sha256", "path", "duration_s"])
+        for cid, c in zip(ids, clips):
+            w.writerow([cid, c.sha256, str(c.path), f"{c.info.duration_s:.6f}"])
+    return path
+
+
+def enroll(ws: Workspace, clips_dir: Path, machine_type: str, section: str, domain: str, model: str = DEFAULT_MODEL,
+           tracking_uri: str | None = None, log=print) -> EnrollmentResult:
+    """Enroll the normal clips of ``clips_dir`` as domain ``domain`` of ``machine_type``/``section`` of
+    ``model``; registers and returns the new version. Re-running the same enrollment (same parent
+    version, section, domain and clip contents) returns the version it registered the first time."""
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if not DOMAIN_NAME.match(domain or ""):
+        raise EnrollmentError(f"--domain {domain!r}: use 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit")
+    section = normalise_section(section)
+    m = load_model(ws, model, tracking_uri)
+    try:
+        dataset, det, _ = m.detector(machine_type, section)
+    except KeyError as exc:
+        raise EnrollmentError(f"cannot enroll into {model}: {exc.args[0]}; nothing was registered") from None
+    if not det.persistable:
+        raise EnrollmentError(f"{m.name} version {m.version}: normalization {det.config.normalization!r} cannot be refitted")
+    bundle = bundle_dir(m.folder)
+    parent_index = bundle / "indexes" / dataset / machine_type / f"section_{section}"
+    clips = read_enrollment_clips(Path(clips_dir), m.sample_rate, det.config.k + 1,
+                                  _section_duration(bundle, ws, dataset, machine_type, section))
+    folder = Path(clips_dir).expanduser().resolve()
+    timings["read"] = time.perf_counter() - t0
+    shas = [c.sha256 for c in clips]
+    enrollment_id = json_id({"model": m.name, "parent": m.version, "dataset": dataset, "machine_type": machine_type,
+                             "section": section, "domain": domain, "sha256": sorted(shas)}, 16)
+    ids = [tables.enrolled_clip_id(dataset, machine_type, section, domain, s) for s in shas]
+    done = tables.registered_version(ws, enrollment_id)
+    if done is not None and _version_exists(ws, m.name, done, tracking_uri):
+        tables.publish(ws)  # a run that died after its Parquet: complete it
+        log(f"already enrolled: {m.name} version {done} holds these {len(clips)} clips of {domain} ({enrollment_id})")
+        return _result_from_rows(ws, enrollment_id, clips, timings)
+
+    log(f"embedding {len(clips)} clips with {m.card['name']} (version {m.card['version']}) ...")
+    t = time.perf_counter()
+    vectors = np.asarray(m.encoder.embed([c.wave for c in clips]), np.float32)
+    timings["embed"] = time.perf_counter() - t
+    with workspace_lock(ws, f"asd enroll {machine_type}/section_{section} {domain}"), \
+            tempfile.TemporaryDirectory(prefix="asd-enroll-") as tmp:
+        new_bundle = Path(tmp) / bundle.name
+        shutil.copytree(bundle, new_bundle)
+        section_dir = new_bundle / "indexes" / dataset / machine_type / f"section_{section}"
+        refit = refit_section(parent_index, section_dir, vectors, ids, domain)
+        timings["refit"] = refit.seconds
+        log(f"{machine_type}/section_{section}: {refit.references_before} -> {refit.references_after} references, "
+            f"threshold {refit.threshold_before:.6g} -> {refit.threshold_after:.6g} (refit {refit.seconds:.2f} s)")
+        _append_enrollment_note(new_bundle, m.version, dataset, machine_type, section, domain, enrollment_id, shas)
+
+        t = time.perf_counter()
+        tables.store_clips(ws, dataset, machine_type, section, domain, folder, clips, m.sample_rate, ids)
+        timings["store"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        parent_tags = client(ws, TrackingConfig(uri=tracking_uri, model_name=m.name)).get_model_version(m.name, m.version).tags
+        enrolled_at = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+        tags = {k: v for k, v in parent_tags.items() if not k.startswith(_NOT_INHERITED)}
+        tags.update({
+            "parent_version": m.version, "enrolled_domain": domain,
+            "enrolled_section": f"{dataset}/{machine_type}/section_{section}", "enrolled_clips": str(len(clips)),
+            "enrollment_id": enrollment_id, "enrolled_at": enrolled_at.isoformat(), "git_commit": git_commit(),
+            "official_score": parent_tags.get("official_score", "nan"),
+            "official_score_note": f"version {m.version}'s: enrollment adds references without re-evaluating test clips",
+            "threshold_before": repr(refit.threshold_before), "threshold_after": repr(refit.threshold_after),
+        })
+        clip_list = _write_clip_list(Path(tmp) / "enrolled_clips.csv", clips, ids)
+        official = _float(tags["official_score"])
+        reg = register_bundle(ws, new_bundle, TrackingConfig(uri=tracking_uri, model_name=m.name), tags,
+                              run_name=f"enroll-{machine_type}-{section}-{domain}",
+                              params={"parent_version": m.version, "machine_type": machine_type, "section": section,
+                                      "dataset": dataset, "domain": domain, "clips": len(clips),
+                                      "normalization": refit.config.normalization, **refit.config.params()},
+                              official=official, kind="enrollment", artifacts={"enrollment": clip_list})
+        timings["register"] = time.perf_counter() - t
+        rows = [{"enrollment_id": enrollment_id, "model_name": m.name, "model_version": reg["version"],
+                 "parent_version": m.version, "dataset": dataset, "machine_type": machine_type, "section": section,
+                 "domain": domain, "clip_id": cid, "sha256": c.sha256, "path": str(c.path),
+                 "threshold_before": refit.threshold_before, "threshold_after": refit.threshold_after,
+                 "enrolled_at": enrolled_at} for cid, c in zip(ids, clips)]
+        tables.write_enrollment(ws, enrollment_id, rows)
+    timings["total"] = time.perf_counter() - t0
+    return EnrollmentResult(m.name, reg["version"], m.version, dataset, machine_type, section, domain, enrollment_id,
+                            len(clips), refit.references_before, refit.references_after, refit.threshold_before,
+                            refit.threshold_after, refit.seconds, sha256=shas, timings=timings)
+
+
+def _append_enrollment_note(bundle: Path, parent: str, dataset: str, machine_type: str, section: str, domain: str,
+                            enrollment_id: str, shas: list[str]) -> None:
+    """``enrollments.json`` in the bundle: every enrollment behind this version, oldest first."""
+    path = bundle / "enrollments.json"
+    history = json.loads(path.read_text()) if path.exists() else []
+    history.append({"enrollment_id": enrollment_id, "parent_version": parent, "dataset": dataset,
+                    "machine_type": machine_type, "section": section, "domain": domain, "sha256": shas})
+    path.write_text(json.dumps(history, indent=2))
+
+
+def _version_exists(ws: Workspace, name: str, version: str, tracking_uri: str | None) -> bool:
+    from asd_core.monitor.model import resolve_version
+
+    try:
+        resolve_version(ws, parse_model(f"{name}/{version}"), tracking_uri)
+        return True
+    except ModelError:
+        return False
+
+
+def _result_from_rows(ws: Workspace, enrollment_id: str, clips: list[EnrollmentClip], timings: dict) -> EnrollmentResult:
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(tables.enrollment_file(ws, enrollment_id)).to_pylist()
+    r = rows[0]
+    return EnrollmentResult(r["model_name"], r["model_version"], r["parent_version"], r["dataset"], r["machine_type"],
+                            r["section"], r["domain"], enrollment_id, len(rows), -1, -1, r["threshold_before"],
+                            r["threshold_after"], 0.0, already_enrolled=True, sha256=[c.sha256 for c in clips],
+                            timings=timings)
+
+
+def _float(text) -> float | None:
+    try:
+        x = float(text)
+    except (TypeError, ValueError):
+        return None
+    return None if x != x else x
