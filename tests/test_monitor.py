@@ -322,6 +322,15 @@ def test_exit_codes(registered, incoming, tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"quarantined: {bad / 'fan' / 'section_00' / 'b.wav'}: not a WAV file" in err
     assert f"quarantined: {bad / 'u.wav'}: not under" in err and "error: none of the 2 recordings" in err
+    # the Prefect flow run failed too (failure automations fire), with the report as its data
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        last = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["asd-monitor"])),
+                                     sort=FlowRunSort.START_TIME_DESC, limit=1)[0]
+    assert last.state.is_failed() and "none of the 2 recordings" in last.state.message
     assert main(["monitor", str(bad), "--workspace", str(ws.root)]) == 1  # still nothing scored
     (tmp_path / "empty").mkdir()
     assert main(["monitor", str(tmp_path / "empty"), "--workspace", str(ws.root)]) == 0  # nothing to do is fine
@@ -433,6 +442,30 @@ def test_anomaly_events_and_artifact_on_the_prefect_server(registered, incoming,
         assert len(mine) == 1
         rows = json.loads(mine[0].data) if isinstance(mine[0].data, str) else mine[0].data
         assert sorted(r["path"] for r in rows) == sorted(anomalies)
+
+    # capped: events for the highest score only, the rest as one burst event per section
+    ws_cap = tmp_path / "ws-cap"
+    shutil.copytree(ws.root / "mlflow", ws_cap / "mlflow")
+    capped = monitor_flow(incoming=str(root), workspace=str(ws_cap), model=f"asd-encoder/{v1}", max_events=1)
+    ranked = sorted((d for d in capped["detections"] if d["decision"] == 1), key=lambda d: -d["score"])
+    assert len(ranked) >= 2
+    burst_flt = EventFilter(event=EventNameFilter(name=["asd.anomaly.detected", "asd.anomaly.burst"]),
+                            occurred=EventOccurredFilter(since=since, until=since + timedelta(hours=1)))
+    deadline, want_burst = time.monotonic() + 60, {}
+    for d in ranked[1:]:
+        want_burst[(d["machine_type"], d["section"])] = want_burst.get((d["machine_type"], d["section"]), 0) + 1
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            page = client.read_events(filter=burst_flt, limit=50)
+            got = [e for e in page.events if e.payload.get("batch_id") == capped["batch_id"]]
+            if len(got) >= 1 + len(want_burst):
+                break
+            time.sleep(1)
+    detected = [e for e in got if e.event == "asd.anomaly.detected"]
+    bursts = {(e.resource["asd.machine_type"], e.resource["asd.section"]): e.payload["anomalies"]
+              for e in got if e.event == "asd.anomaly.burst"}
+    assert [e.payload["path"] for e in detected] == [ranked[0]["path"]]
+    assert bursts == want_burst
 
 
 def test_second_monitor_run_is_refused_naming_the_holder(tmp_path):

@@ -37,9 +37,12 @@ def _print_report(r: dict) -> None:
 def cmd_monitor(args) -> int:
     from flows.monitor import monitor_flow
 
-    r = monitor_flow(incoming=str(args.incoming), workspace=str(args.workspace), model=args.model,
-                     manifest=str(args.manifest) if args.manifest else None, rescore=args.rescore,
-                     tracking_uri=args.tracking_uri)
+    state = monitor_flow(incoming=str(args.incoming), workspace=str(args.workspace), model=args.model,
+                         manifest=str(args.manifest) if args.manifest else None, rescore=args.rescore,
+                         tracking_uri=args.tracking_uri, max_events=args.max_events, return_state=True)
+    r = state.result(raise_on_failure=False)
+    if isinstance(r, BaseException):  # the flow raised: its own error, as any other command's
+        raise r
     _print_report(r)
     if r["nothing_scored"]:
         print(f"error: none of the {r['found']} recordings in {args.manifest or args.incoming} could be scored",
@@ -81,6 +84,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="CSV with columns path, machine_type, section and optional recorded_at, dataset")
     p.add_argument("--rescore", action="store_true",
                    help="score files already scored by another version of the model again with this one")
+    p.add_argument("--max-events", type=int, default=100, metavar="N",
+                   help="Prefect events for at most the N highest-scoring anomalies; the others as one "
+                        "asd.anomaly.burst event per section (default: %(default)s)")
     add_tracking_uri(p)
     add_workspace(p)
     p.set_defaults(func=cmd_monitor)
