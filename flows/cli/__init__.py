@@ -12,11 +12,11 @@ import argparse
 import logging
 import sys
 
-from flows.cli import data, monitor, pipeline, registry, scoring, training
+from flows.cli import data, monitor, pipeline, registry, scoring, server, training
 from flows.cli.common import prefect_env, reads_only, session_workspace
 
-# Order of the sub-commands in ``asd --help``: the order a pipeline runs them.
-COMMAND_MODULES = (data, training, scoring, registry, monitor, pipeline)
+# Order of the sub-commands in ``asd --help``: the order a pipeline runs them, then the Prefect server.
+COMMAND_MODULES = (data, training, scoring, registry, monitor, pipeline, server)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:  # the `asd` process itself; tests call main(argv) inside one long-lived process
         from flows import prefect_server
 
-        prefect_server.install()  # its temporary Prefect server dies with it; SIGTERM unwinds like Ctrl-C
+        # flows use the workspace's resident Prefect server (asd server start) when it answers, else a
+        # temporary one that dies with this process; SIGTERM unwinds like Ctrl-C
+        prefect_server.install(lambda: flow_workspace(args))
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("asd").setLevel(logging.INFO)
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -49,6 +51,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (prefect_server.install)
         print(f"error: {str(exc) or 'interrupted'}", file=sys.stderr)
         return 130
+
+
+def flow_workspace(args):
+    """The workspace whose resident Prefect server the command's flows use: ``--workspace``, or for
+    ``asd pipeline`` without it the config's workspace. Asked only when prefect is first imported."""
+    if getattr(args, "workspace", None) is not None:
+        return args.workspace if getattr(args, "workspace_used", True) else None
+    if getattr(args, "command", None) == "pipeline":
+        try:
+            from asd_core.pipeline.config import load_config
+
+            return load_config(args.config, list(args.set or [])).workspace
+        except Exception:  # noqa: BLE001 - the command reports a bad config itself
+            return None
+    return None
 
 
 if __name__ == "__main__":

@@ -1,0 +1,87 @@
+"""Wall time of a flow command with nothing to do, with a temporary Prefect server (today's default)
+against a resident one (`asd server start`), side by side in one run (issue 16's goal: under 3 s
+with the server running). Each run is a fresh `asd` process with PREFECT_API_URL unset; median of
+--repeat runs per command and mode.
+
+    .venv/bin/python benchmarks/flow_startup.py --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ASD = [sys.executable, "-m", "flows.cli"]
+
+
+def _asd(*argv, check: bool = True) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_UI_URL")}
+    p = subprocess.run([*ASD, *map(str, argv)], capture_output=True, text=True, env=env)
+    if check and p.returncode != 0:
+        sys.exit(f"error: asd {' '.join(map(str, argv))} failed (exit {p.returncode}): {p.stderr.strip()[-500:]}")
+    return p
+
+
+def _time(argv: list, repeat: int) -> list[float]:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        _asd(*argv)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="asd-flow-startup-") as tmp:
+        tmp = Path(tmp)
+        os.environ["PREFECT_HOME"] = str(tmp / "prefect-home")  # the temporary servers' home: a fresh one, like CI
+        data, ws = tmp / "demo", tmp / "ws"
+        t0 = time.perf_counter()
+        _asd("make-demo-data", data, "--size", "small")
+        _asd("ingest", data, "--workspace", ws)
+        _asd("embed", "--encoder", "stft-mean", "--workspace", ws)
+        print(f"workspace: small demo data (270 clips) ingested and embedded with stft-mean in "
+              f"{time.perf_counter() - t0:.0f} s (not timed below)")
+        commands = {"asd embed (up to date)": ["embed", "--encoder", "stft-mean", "--workspace", ws],
+                    "asd ingest (unchanged)": ["ingest", data, "--workspace", ws]}
+        for argv in commands.values():
+            _asd(*argv)  # warm the page cache and .pyc files for both modes alike
+        temporary = {name: _time(argv, args.repeat) for name, argv in commands.items()}
+        t0 = time.perf_counter()
+        _asd("server", "start", "--workspace", ws, "--port", _free_port())
+        started = time.perf_counter() - t0
+        try:
+            resident = {name: _time(argv, args.repeat) for name, argv in commands.items()}
+        finally:
+            _asd("server", "stop", "--workspace", ws, check=False)
+    print(f"asd server start took {started:.1f} s (once)\n")
+    print(f"{'command (no-op)':<24} {'temporary s':>12} {'resident s':>11} {'ratio':>6} {'goal':>6}  runs (temporary | resident)")
+    for name in commands:
+        t, r = statistics.median(temporary[name]), statistics.median(resident[name])
+        runs = " ".join(f"{x:.1f}" for x in temporary[name]) + " | " + " ".join(f"{x:.1f}" for x in resident[name])
+        print(f"{name:<24} {t:>12.2f} {r:>11.2f} {t / r:>5.1f}x {'met' if r < 3 else 'missed':>6}  {runs}")
+    print(f"\nMeasured: each run a fresh `asd` process (python -m flows.cli) with PREFECT_API_URL unset, wall time, "
+          f"median of {args.repeat}; first the temporary-server runs, then the same commands with `asd server start` "
+          f"running for the workspace. Goal: under 3 s with the resident server. {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f} at the end (other processes share the machine).")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+if __name__ == "__main__":
+    main()
