@@ -11,8 +11,9 @@ from prefect.cache_policies import NO_CACHE
 
 from asd_core.config import DEFAULT_WORKSPACE_NAME, Workspace
 from asd_core.mixing.artifacts import write_mix_outputs
-from asd_core.mixing.noise_library import NoiseLibraryConfig, build_noise_library
-from asd_core.mixing.plan import DEFAULT_BINS, EVAL_SUBSETS, MixConfig, plan_mixtures
+from asd_core.mixing.config import DEFAULT_BINS, EVAL_SUBSETS, MixConfig, NoiseLibraryConfig
+from asd_core.mixing.noise_library import build_noise_library
+from asd_core.mixing.plan import plan_mixtures
 from asd_core.storage.catalog import publish_mix
 
 
@@ -27,10 +28,11 @@ def plan(ws: Workspace, lib, cfg: MixConfig):
 
 
 @flow(name="asd-mix")
-def mix_flow(workspace: str = DEFAULT_WORKSPACE_NAME, noise: str | None = None, supplemental: bool = True,
-             mismatched: list[str] | None = None, seed: int = 0, snr_min: float = -10.0, snr_max: float = 10.0,
-             mixtures_per_clip: int = 1, lam: float = 0.5, eval_subsets: list[str] | None = None,
-             eval_bins: list[list[float]] | None = None) -> dict:
+def mix_flow(workspace: str = DEFAULT_WORKSPACE_NAME, noise: str | None = None,
+             supplemental: bool = NoiseLibraryConfig.supplemental, mismatched: list[str] | None = None,
+             seed: int = MixConfig.seed, snr_min: float = MixConfig.snr_min, snr_max: float = MixConfig.snr_max,
+             mixtures_per_clip: int = MixConfig.mixtures_per_clip, lam: float = MixConfig.lam,
+             eval_subsets: list[str] | None = None, eval_bins: list[list[float]] | None = None) -> dict:
     """Build the noise library, plan training mixtures and noisy test clips, publish them.
 
     Deterministic for a seed: the same inputs give the same rows (ids are content hashes of
@@ -38,7 +40,7 @@ def mix_flow(workspace: str = DEFAULT_WORKSPACE_NAME, noise: str | None = None, 
     """
     log = get_run_logger()
     ws = Workspace(Path(workspace)).ensure()
-    cfg = MixConfig(seed=seed, snr_range=(snr_min, snr_max), mixtures_per_clip=mixtures_per_clip, lam=lam,
+    cfg = MixConfig(seed=seed, snr_min=snr_min, snr_max=snr_max, mixtures_per_clip=mixtures_per_clip, lam=lam,
                     eval_subsets=tuple(eval_subsets or EVAL_SUBSETS),
                     eval_bins=tuple(tuple(b) for b in (eval_bins or DEFAULT_BINS)),
                     noise=NoiseLibraryConfig(folder=Path(noise) if noise else None, supplemental=supplemental,

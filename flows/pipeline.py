@@ -140,10 +140,10 @@ def _run(cfg: PipelineConfig, ws: Workspace, run: StageRunner, shard_runner) -> 
     # --- mixtures -----------------------------------------------------------------------------
     mixtures_fp = None
     if cfg.mix.enabled:
-        m = cfg.mix
+        m, p = cfg.mix, cfg.mix.params
         mix_kwargs = dict(workspace=root, noise=str(Path(m.noise).expanduser().resolve()) if m.noise else None,
-                          supplemental=m.supplemental, mismatched=m.mismatched or None, seed=m.seed, snr_min=m.snr_min,
-                          snr_max=m.snr_max, mixtures_per_clip=m.mixtures_per_clip, lam=m.lam)
+                          supplemental=m.supplemental, mismatched=m.mismatched or None, seed=p.seed, snr_min=p.snr_min,
+                          snr_max=p.snr_max, mixtures_per_clip=p.mixtures_per_clip, lam=p.lam)
         run("mix", stage_key("mix", code["mix"], clips=clips_fp,
                              noise=tree_fingerprint(mix_kwargs["noise"]) if m.noise else None, params=mix_kwargs),
             mix_flow, present=lambda r: mixtures_file(ws).exists() and noisy_clips_file(ws).exists(), **mix_kwargs)
@@ -178,7 +178,7 @@ def _run(cfg: PipelineConfig, ws: Workspace, run: StageRunner, shard_runner) -> 
     specs = {name: EncoderSpec.spectral(name) for name in SPECTRAL_ENCODERS}
     if teacher_src:
         specs["beats"] = EncoderSpec.beats(teacher_src, layer, cfg.embed.beats_pooling)
-        specs.update(EncoderSpec.of_teacher(teacher_src, cfg.mix.lam, layer, cfg.embed.beats_pooling))
+        specs.update(EncoderSpec.of_teacher(teacher_src, cfg.mix.params.lam, layer, cfg.embed.beats_pooling))
     if student_dir:
         specs["student"] = EncoderSpec.student(student_dir)
     model_fp = {"teacher": teacher_fp, "beats": teacher_fp, "oracle": teacher_fp, "student": student_fp}

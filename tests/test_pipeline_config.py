@@ -59,6 +59,8 @@ def test_toml_round_trip_and_overrides(tmp_path):
     (["embed.encoders=[\"mfcc\"]"], "unknown encoder 'mfcc'"),
     (["student.enabled=false"], "embed.encoders lists 'student'"),
     (["mix.lam=0.3"], "student.objective.lam (0.5) differs from mix.lam (0.3)"),
+    (["mix.snr_min=15"], "[mix]: SNR range must have snr_min <= snr_max, got (15.0, 10.0)"),  # MixConfig's own check
+    (["mix.lam=1.5", "student.objective.lam=1.5"], "[mix]: lambda must be in [0, 1], got 1.5"),
     (["runner.task_runner=spark"], "runner.task_runner must be one of thread, dask"),
     (["register.normalization=lof"], "register.normalization 'lof' is not in score.normalizations"),
     (["student.objective.objective=nope"], "unknown objective 'nope'"),
@@ -184,3 +186,20 @@ def test_cli_type_errors_come_before_any_flow(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().err.strip() == f"error: --workspace {afile} is a file, not a folder"
     assert main(["pipeline", "--data-root", str(tmp_path), "--set", f'workspace="{afile}"']) == 2
     assert capsys.readouterr().err.strip() == f"error: workspace {afile} is a file, not a folder"
+
+
+def test_mix_stage_composes_mix_config_and_the_cli_offers_its_fields():
+    """[mix] keys and `asd mix` options are MixConfig's fields (declared once, issue 14 part 3)."""
+    from asd_core.mixing.config import MixConfig
+    from flows.cli import build_parser
+
+    cfg = PipelineConfig().with_overrides(["mix.seed=7", "mix.snr_max=4.5"])
+    assert cfg.mix.params == MixConfig(seed=7, snr_max=4.5)
+    assert {k: cfg.to_dict()["mix"][k] for k in ("seed", "snr_min", "snr_max", "mixtures_per_clip", "lam")} == \
+        {"seed": 7, "snr_min": -10.0, "snr_max": 4.5, "mixtures_per_clip": 1, "lam": 0.5}
+    args = build_parser().parse_args(["mix", "--seed", "3", "--snr-min", "-5", "--no-supplemental"])
+    from flows.cli.options import given
+    from asd_core.mixing.config import NoiseLibraryConfig
+
+    assert given(args, MixConfig) == {"seed": 3, "snr_min": -5.0}
+    assert given(args, NoiseLibraryConfig) == {"supplemental": False}

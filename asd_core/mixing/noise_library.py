@@ -27,24 +27,13 @@ from asd_core.config import PIPELINE_SAMPLE_RATE, AudioConfig, Workspace
 from asd_core.datasets import audio_io
 from asd_core.datasets.audio_io import AudioFileError
 from asd_core.hashing import bytes_id
-from asd_core.mixing.snr import MixingError, power
+from asd_core.mixing.config import KINDS, NON_STATIONARY, STATIONARY, MixingError, NoiseLibraryConfig  # noqa: F401
+from asd_core.mixing.snr import power
 from asd_core.schemas import NOISE
 from asd_core.storage.audio import read_waves
 from asd_core.storage.paths import all_files, noise_file
 
 logger = logging.getLogger("asd.mixing")
-STATIONARY, NON_STATIONARY = "stationary", "non-stationary"
-KINDS = (STATIONARY, NON_STATIONARY)
-
-
-@dataclass(frozen=True)
-class NoiseLibraryConfig:
-    folder: Path | None = None  # class sub-folders of WAV files
-    supplemental: bool = True  # also use ingested DCASE 2025 supplemental noise clips
-    mismatched: tuple[str, ...] | None = None  # held-out classes; None: classes.csv, else the default rule
-    eval_fraction: float = 0.25
-    stationarity_db: float = 3.0  # frame-level spread (dB std) below which a noise counts as stationary
-    sample_rate: int = PIPELINE_SAMPLE_RATE
 
 
 @dataclass

@@ -3,7 +3,7 @@ stored as provenance, so the audio is regenerated exactly (render.py) instead of
 
 Training mixtures: each normal training clip x ``mixtures_per_clip``, a noise recording of the
 training split of a seen class (subset stationary or non-stationary), SNR uniform in
-``snr_range``. Noisy test sets: each test clip x evaluation subset x SNR bin, a held-out
+``[snr_min, snr_max]``. Noisy test sets: each test clip x evaluation subset x SNR bin, a held-out
 recording (eval split, or a held-out class for ``mismatched``), SNR uniform within the bin.
 """
 
@@ -18,49 +18,14 @@ import pyarrow.parquet as pq
 
 from asd_core.config import Workspace
 from asd_core.hashing import json_id
-from asd_core.mixing.noise_library import KINDS, NoiseLibrary, NoiseLibraryConfig
-from asd_core.mixing.snr import MixingError, gains_for_snr, noise_segment
+from asd_core.mixing.config import DEFAULT_BINS, EVAL_SUBSETS, KINDS, MixConfig, MixingError  # noqa: F401 (re-exported)
+from asd_core.mixing.noise_library import NoiseLibrary, NoiseLibraryConfig  # noqa: F401
+from asd_core.mixing.snr import gains_for_snr, noise_segment
 from asd_core.progress import Progress
 from asd_core.schemas import MIXTURES, NOISY_CLIPS
 from asd_core.storage.audio import partition_waves
 from asd_core.storage.content import clip_audio_keys
 from asd_core.storage.paths import all_files, audio_partitions
-
-EVAL_SUBSETS = KINDS + ("mismatched",)
-DEFAULT_BINS = ((-10.0, -5.0), (-5.0, 0.0), (0.0, 5.0), (5.0, 10.0))
-
-
-@dataclass(frozen=True)
-class MixConfig:
-    """Parameters of ``asd mix`` (methods.md section 3: SNR grid, noise subsets, lambda)."""
-
-    seed: int = 0
-    snr_range: tuple[float, float] = (-10.0, 10.0)
-    mixtures_per_clip: int = 1
-    lam: float = 0.5
-    train_subsets: tuple[str, ...] = KINDS
-    eval_bins: tuple[tuple[float, float], ...] = DEFAULT_BINS
-    eval_subsets: tuple[str, ...] = EVAL_SUBSETS
-    noise: NoiseLibraryConfig = field(default_factory=NoiseLibraryConfig)
-
-    def __post_init__(self) -> None:
-        lo, hi = self.snr_range
-        if not lo <= hi:
-            raise MixingError(f"SNR range must have low <= high, got {self.snr_range}")
-        if not 0.0 <= self.lam <= 1.0:
-            raise MixingError(f"lambda must be in [0, 1], got {self.lam}")
-        if self.mixtures_per_clip < 0:
-            raise MixingError(f"mixtures per clip must be >= 0, got {self.mixtures_per_clip}")
-        for s in self.train_subsets:
-            if s not in KINDS:
-                raise MixingError(f"training subset must be one of {', '.join(KINDS)}, got {s!r}")
-        for s in self.eval_subsets:
-            if s not in EVAL_SUBSETS:
-                raise MixingError(f"evaluation subset must be one of {', '.join(EVAL_SUBSETS)}, got {s!r}")
-        for lo, hi in self.eval_bins:
-            if not lo < hi:
-                raise MixingError(f"SNR bin must have low < high, got ({lo}, {hi})")
-
 
 def bin_label(lo: float, hi: float) -> str:
     return f"{lo:g}..{hi:g}"

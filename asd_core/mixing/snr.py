@@ -10,11 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from asd_core.mixing.config import MixingError  # noqa: F401 (declared with the stage's parameters)
+
 PEAK_LIMIT = 0.99  # largest mixture sample magnitude allowed (full scale = 1.0)
-
-
-class MixingError(ValueError):
-    """A clip or noise that cannot be mixed at a defined SNR (silent input)."""
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 from asd_core.config import DEFAULT_WORKSPACE_NAME, IngestConfig
+from asd_core.mixing.config import MixConfig
 from asd_core.scoring.config import ScoringConfig
 from asd_core.scoring.sweep import AUTO, RunSpec, expand, parse_values
 from asd_core.training.config import StudentTrainConfig, TeacherTrainConfig
@@ -49,11 +50,7 @@ class MixStageConfig:
     noise: str = ""  # folder of <class>/*.wav noise recordings, "" = ingested supplemental noise only
     supplemental: bool = True
     mismatched: list[str] = field(default_factory=list)  # held-out noise classes, [] = automatic
-    seed: int = 0
-    snr_min: float = -10.0
-    snr_max: float = 10.0
-    mixtures_per_clip: int = 1
-    lam: float = 0.5
+    params: MixConfig = flattened(MixConfig, "seed", "snr_min", "snr_max", "mixtures_per_clip", "lam")
 
 
 @dataclass
@@ -185,9 +182,9 @@ class PipelineConfig:
         for enc in self.embed.noisy_encoders:
             if enc in self.embed.encoders and not self.mix.enabled:
                 raise PipelineConfigError(f"embed.noisy_encoders lists {enc!r}, but noisy test clips need mix.enabled = true")
-        if self.mix.enabled and self.student.enabled and self.student.train.objective.lam != self.mix.lam:
+        if self.mix.enabled and self.student.enabled and self.student.train.objective.lam != self.mix.params.lam:
             raise PipelineConfigError(f"student.objective.lam ({self.student.train.objective.lam}) differs from mix.lam "
-                                      f"({self.mix.lam}): the alignment target must use the lambda the mixtures were made with")
+                                      f"({self.mix.params.lam}): the alignment target must use the lambda the mixtures were made with")
         if self.runner.task_runner not in TASK_RUNNERS:
             raise PipelineConfigError(f"runner.task_runner must be one of {', '.join(TASK_RUNNERS)}, got {self.runner.task_runner!r}")
         if not self.score.normalizations:

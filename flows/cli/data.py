@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from asd_core.config import AudioConfig
+from asd_core.mixing.config import MixConfig, NoiseLibraryConfig
 from flows.cli.common import add_workspace
 from flows.cli.options import add_config_options, given
 
@@ -86,10 +87,10 @@ def cmd_mix(args) -> int:
     from flows.mix import mix_flow
 
     r = mix_flow(workspace=str(args.workspace), noise=str(args.noise) if args.noise else None,
-                 supplemental=not args.no_supplemental, mismatched=args.mismatched.split(",") if args.mismatched else None,
-                 seed=args.seed, snr_min=args.snr_min, snr_max=args.snr_max, mixtures_per_clip=args.mixtures_per_clip,
-                 lam=args.lam, eval_subsets=args.eval_subsets.split(",") if args.eval_subsets else None,
-                 eval_bins=_bins(args.eval_bins) if args.eval_bins else None)
+                 mismatched=args.mismatched.split(",") if args.mismatched else None,
+                 eval_subsets=args.eval_subsets.split(",") if args.eval_subsets else None,
+                 eval_bins=_bins(args.eval_bins) if args.eval_bins else None,
+                 **given(args, MixConfig), **given(args, NoiseLibraryConfig))
     print(format_table(r["noise_classes"]))
     print("\n" + format_table(r["table"]))
     print(f"\n{r['mixtures']} training mixtures and {r['noisy_clips']} noisy test clips from {r['noise_recordings']} noise "
@@ -144,14 +145,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "stored (clip, noise, offset, gains, SNR); later stages regenerate the audio exactly.")
     p.add_argument("--noise", type=Path, default=None,
                    help="noise folder: one sub-folder of WAV files per class, optional classes.csv (class,kind,held_out)")
-    p.add_argument("--no-supplemental", action="store_true", help="ignore ingested DCASE 2025 supplemental noise clips")
+    add_config_options(p, NoiseLibraryConfig)  # --supplemental / --no-supplemental
     p.add_argument("--mismatched", default=None, help="comma-separated noise classes held out of training (default: classes.csv, "
                                                       "else the last class of each kind)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--snr-min", type=float, default=-10.0)
-    p.add_argument("--snr-max", type=float, default=10.0)
-    p.add_argument("--mixtures-per-clip", type=int, default=1)
-    p.add_argument("--lam", type=float, default=0.5, help="lambda of the alignment target, stored per mixture (default: %(default)s)")
+    add_config_options(p, MixConfig)
     p.add_argument("--eval-subsets", default=None, help="comma-separated: stationary,non-stationary,mismatched (default: all)")
     p.add_argument("--eval-bins", default=None, help="SNR bins of the noisy test sets (default: -10:-5,-5:0,0:5,5:10)")
     add_workspace(p)
