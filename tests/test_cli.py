@@ -6,7 +6,7 @@ import pytest
 
 from flows.cli import build_parser, main
 
-COMMANDS = ["make-demo-data", "ingest", "mix", "embed", "train-teacher", "train-student", "register", "promote", "models", "monitor", "score", "evaluate", "export-dcase", "forget", "sql", "pipeline", "report", "demo"]
+COMMANDS = ["make-demo-data", "ingest", "mix", "embed", "train-teacher", "train-student", "register", "promote", "models", "monitor", "enroll", "server", "score", "evaluate", "export-dcase", "forget", "sql", "pipeline", "report", "demo"]
 
 
 def test_all_commands_are_listed():
@@ -17,7 +17,7 @@ def test_all_commands_are_listed():
 @pytest.mark.parametrize("command", COMMANDS)
 def test_help_mentions_workspace(command, capsys):
     with pytest.raises(SystemExit) as exc:
-        main([command, "--help"])
+        main([command, "start", "--help"] if command == "server" else [command, "--help"])  # server: per action
     assert exc.value.code == 0
     assert "--workspace" in capsys.readouterr().out
 
