@@ -28,7 +28,9 @@ def demo_session(workspace: Path, seed: int = 0, size: str = "small") -> Iterato
     from asd_core.demo import make_demo_data
 
     with workspace_lock(Workspace(Path(workspace)), owner="asd demo", lend=True):
-        yield make_demo_data(demo_data_dir(workspace), seed=seed, size=size)
+        # with the held-out operating condition (skipped by ingest): what the operating loop's
+        # `asd monitor` and `asd enroll` are tried on (README "The operating loop")
+        yield make_demo_data(demo_data_dir(workspace), seed=seed, size=size, held_out=True)
 
 
 def demo_config(workspace: Path, data_root: Path, overrides: list[str] | None = None) -> PipelineConfig:

@@ -23,6 +23,8 @@ def version_row(version: int | str, created_ms: int, tags: dict, aliases: list[s
             "normalization": tags.get("normalization"), "run_id": tags.get("run_id"),
             "data_snapshot": tags.get("data_snapshot"), "teacher": tags.get("teacher"),
             "git_commit": (tags.get("git_commit") or "")[:10], "promotion": tags.get("promotion_decision", ""),
+            # `asd enroll`: the version it enrolled into and the new domain
+            "parent": tags.get("parent_version", ""), "enrolled": tags.get("enrolled_domain", ""),
             "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(created_ms / 1000))}
 
 

@@ -40,9 +40,29 @@ def print_pipeline_report(r: dict, ws: Path) -> None:
         f"  asd sql --workspace {ws} \"SELECT * FROM section_metrics WHERE run_id = '{best_id}'\"",
         f"  duckdb -readonly {ws}/asd.duckdb        the DuckDB CLI, if installed (tables and views: sql/README.md)",
         f"  mlflow ui --backend-store-uri sqlite:///{mlflow_db}        MLflow UI: runs, reports, registered models",
-        "  prefect server start        Prefect UI with these flow runs and their artifacts (http://127.0.0.1:4200)",
+        f"  asd server start --workspace {ws}        a resident Prefect server: UI with later flow runs (http://127.0.0.1:4200)",
     ]
     print("\n".join(lines))
+
+
+def print_operating_loop(ws: Path, data: Path) -> None:
+    """The next steps after ``asd demo``: monitor the held-out operating condition, enroll it, promote."""
+    held = data / "held_out"
+    if not (held / "enroll").is_dir():
+        return
+    first = sorted(p for p in (held / "enroll").glob("*/section_*") if p.is_dir())[:1]
+    if not first:
+        return
+    mt, sec = first[0].parent.name, first[0].name.removeprefix("section_")
+    print("\n".join([
+        "",
+        "The operating loop on a new operating condition (README \"The operating loop\"):",
+        f"  asd promote --workspace {ws}",
+        f"  asd monitor {held / 'test'} --workspace {ws}",
+        f"  asd enroll {first[0]} --machine-type {mt} --section {sec} --domain held-out --workspace {ws}",
+        f"  asd promote --workspace {ws}",
+        f"  asd monitor {held / 'test'} --workspace {ws} --rescore",
+    ]))
 
 
 def _config_key(r: dict, run_id: str) -> str:
@@ -92,6 +112,7 @@ def cmd_demo(args) -> int:
 
         r = pipeline_flow(config=cfg.to_dict(), refresh=args.refresh)
     print_pipeline_report(r, ws)
+    print_operating_loop(Path(ws), data)
     return 0
 
 
