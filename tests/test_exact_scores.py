@@ -111,3 +111,30 @@ def test_gwrp_truncation_bound_holds_for_far_neighbours():
     refs = np.vstack([rng.normal(size=(263, 8)) * 1e-4, 10 + rng.normal(size=(200, 8))]).astype(np.float32)
     r = 0.9
     np.testing.assert_allclose(local_scale(refs, "euclidean", "gwrp", r=r), _rho64(refs, "euclidean", "gwrp", 1, r), rtol=1e-9)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+@pytest.mark.parametrize("norm", ["none", "knn", "gwrp", "knn-diff"])
+def test_pruned_reranking_keeps_every_near_tie(metric, norm):
+    """The shortlist is re-ranked only where float32 values cannot rule a candidate out: on data made
+    of near ties (references on a sphere around the queries, all within float32 noise of each
+    other) every candidate must be kept and the minimum still equals the float64 brute force; on
+    ordinary data most candidates are pruned."""
+    rng = np.random.default_rng(11)
+    d = 48
+    centre = rng.normal(size=d)
+    x = np.vstack([centre + 1e-4 * rng.normal(size=(20, d))]).astype(np.float32)
+    u = rng.normal(size=(80, d))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    ties = (centre + 0.05 * u * (1 + 1e-7 * rng.normal(size=(80, 1)))).astype(np.float32)
+    spread = (centre + rng.normal(size=(200, d))).astype(np.float32)
+    for refs in (ties, np.vstack([ties, spread]), spread):
+        cfg = ScoringConfig(normalization=norm, metric=metric, k=2, r=0.5)
+        det = make_detector(cfg).fit(refs)
+        np.testing.assert_allclose(det.score(x), _oracle(refs, x, metric, norm, 2, 0.5), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(det.reference_scores(), _oracle(refs, refs, metric, norm, 2, 0.5, exclude_self=True),
+                                   rtol=1e-9, atol=1e-12)
+    index = det.index_  # the last: ordinary spread data
+    if index.aug_norms is not None:
+        cand, keep = index._index_candidates(x, 17, 1, None)
+        assert keep is not None and keep.sum() < 0.5 * keep.size, "pruning never happens on ordinary data"

@@ -72,15 +72,26 @@ def reference_norms(refs: np.ndarray, metric: str) -> np.ndarray:
 
 
 def candidate_distances(x64: np.ndarray, refs: np.ndarray, norms: np.ndarray, cand: np.ndarray, metric: str,
-                        budget: int = 1 << 22) -> np.ndarray:
+                        budget: int = 1 << 22, mask: np.ndarray | None = None) -> np.ndarray:
     """Exact float64 d(x_i, y_cand[i, m]) from the difference vectors [q, M] (methods.md section 1).
 
     Cosine uses 0.25 ||x - y||^2 on unit vectors, equal to 0.5 (1 - <x, y>) without its
-    cancellation for near neighbours; Euclidean 0.25 ||x - y||. ``cand`` entries < 0 give inf.
-    Queries go in chunks so the gathered [chunk, M, d] block stays near ``budget`` values."""
+    cancellation for near neighbours; Euclidean 0.25 ||x - y||. ``cand`` entries < 0 (and, with
+    ``mask``, entries where it is False) give inf. Queries go in chunks so the gathered
+    [chunk, M, d] block stays near ``budget`` values; with ``mask`` only its pairs are gathered."""
     q, m = cand.shape
     out = np.full((q, m), np.inf)
     if q == 0 or m == 0:
+        return out
+    if mask is not None:
+        rows, cols = np.nonzero(mask & (cand >= 0))
+        chunk = max(1, budget // max(1, refs.shape[1]))
+        for start in range(0, len(rows), chunk):
+            r, c = rows[start : start + chunk], cols[start : start + chunk]
+            ids = cand[r, c]
+            diff = x64[r] - refs[ids].astype(np.float64) / norms[ids][:, None]
+            sq = np.einsum("pd,pd->p", diff, diff)
+            out[r, c] = 0.25 * sq if metric == "cosine" else 0.25 * np.sqrt(sq)
         return out
     chunk = max(1, budget // max(1, m * refs.shape[1]))
     for start in range(0, q, chunk):

@@ -138,6 +138,9 @@ class NormalizedIndex:
         searched = self.index is not None or self.partition is not None
         self.unreliable = (np.empty(0, np.int64) if self.refs is None or not searched
                            else unreliable_references(self.refs, self.rho, self.metric, self.mode, self.center))
+        # norms of the indexed (augmented) vectors: the float32 error bound of each FAISS value
+        self.aug_norms = (augmented_norms(self.refs, self.rho, self.metric, self.mode, self.center)
+                          if self.refs is not None and isinstance(self.index, faiss.IndexFlat) else None)
         self.vectors = None
         if self.partition is not None and not (self.metric == "euclidean" and self.mode == "diff"):
             vectors = augment_refs(index_form(self.refs, self.metric, self.center), self.rho, self.metric, self.mode)
@@ -161,10 +164,14 @@ class NormalizedIndex:
             return self._search_float32(x, k, exclude)
         n = len(self.rho)
         m = min(n, self.shortlist + k + (exclude is not None))
+        keep = None  # which candidates to re-rank: all of them, unless the FAISS values rule some out
         if (self.index is None and self.partition is None) or len(self.unreliable) > max(64, n // 4):
             cand = _brute_candidates(x, self.refs, self.rho, m, self.metric, self.mode)
         else:
-            cand = self._partition_candidates(x, m) if self.partition is not None else self._index_candidates(x, m)
+            if self.partition is not None:
+                cand = self._partition_candidates(x, m)
+            else:
+                cand, keep = self._index_candidates(x, m, k, exclude)
             if self.approximate:  # too few probed (tiny lists): those rows fall back to the brute force
                 short = np.flatnonzero((cand >= 0).sum(1) < min(n, k + (exclude is not None)))
                 if len(short):
@@ -173,7 +180,9 @@ class NormalizedIndex:
                     cand[short] = _pad_columns(brute, cand.shape[1])
             if len(self.unreliable):  # too close to their neighbours for float32: always re-ranked
                 cand = np.hstack([cand, np.broadcast_to(self.unreliable, (len(x), len(self.unreliable)))])
-        d = candidate_distances(prepare64(x, self.metric), self.refs, self.norms, cand, self.metric)
+                if keep is not None:
+                    keep = np.hstack([keep, np.ones((len(x), len(self.unreliable)), bool)])
+        d = candidate_distances(prepare64(x, self.metric), self.refs, self.norms, cand, self.metric, mask=keep)
         rho = self.rho[np.where(cand >= 0, cand, 0)]
         vals = d if self.mode == "plain" else d / rho if self.mode == "ratio" else d - rho
         vals = np.where(cand >= 0, vals, np.inf)
@@ -182,9 +191,29 @@ class NormalizedIndex:
         order = np.argsort(vals, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(vals, order, 1), np.take_along_axis(cand, order, 1)
 
-    def _index_candidates(self, x: np.ndarray, m: int) -> np.ndarray:
+    def _index_candidates(self, x: np.ndarray, m: int, k: int, exclude) -> tuple[np.ndarray, np.ndarray | None]:
+        """The FAISS shortlist and which of it must be re-ranked (None: all of it).
+
+        A candidate whose float32 value trails the k-th best by more than both values' rounding
+        error bound cannot beat it in exact arithmetic, so it is not recomputed: most queries
+        re-rank one or two candidates instead of the whole shortlist (the cost of exactness)."""
         q = augment_queries(index_form(x, self.metric, self.center), self.metric, self.mode)
-        return self.index.search(q, m)[1]
+        vals, ids = self.index.search(q, m)
+        if self.aug_norms is None:
+            return ids, None
+        valid = ids >= 0
+        if exclude is not None:
+            valid &= ids != np.asarray(exclude)[:, None]
+        if int(valid.sum(1).min(initial=m)) <= k:  # nothing to prune
+            return ids, None
+        qn = np.linalg.norm(q.astype(np.float64), axis=1)[:, None]
+        an = self.aug_norms[np.where(ids >= 0, ids, 0)]
+        inner = isinstance(self.index, faiss.IndexFlatIP)
+        err = FLOAT32_ERROR * (q.shape[1] + 8) * (qn * an if inner else (qn + an) ** 2)
+        better = np.where(valid, vals.astype(np.float64) if inner else -vals.astype(np.float64), -np.inf)
+        kth = -np.sort(-better, axis=1)[:, k - 1 : k]  # the k-th best value per query
+        slack = np.where(valid, err, 0.0).max(1, keepdims=True)  # the k-th's own error is at most this
+        return ids, valid & (better >= kth - err - slack)
 
     def _partition_candidates(self, x: np.ndarray, m: int) -> np.ndarray:
         """Shortlist among each query's probed lists: FAISS values, or float64 for the Euclidean
@@ -221,6 +250,23 @@ class NormalizedIndex:
 
 
 UNRELIABLE_NOISE = 1e-3  # float32 error of a reference's MIPS value, relative to a unit ratio
+# Rounding error of a float32 inner product of length n is at most n * u * |q| |a| (u = 2^-24, the
+# classic bound for any summation order); this uses eps32 = 2u for that and for the rounding of the
+# vectors themselves (normalisation, centring, augmentation), with 8 extra terms: a safe factor >= 2.
+FLOAT32_ERROR = float(np.finfo(np.float32).eps)
+
+
+def augmented_norms(refs: np.ndarray, rho: np.ndarray, metric: str, mode: str, center) -> np.ndarray:
+    """float64 norms of the vectors ``augment_refs`` indexes (computed, not read back from FAISS)."""
+    rho = np.asarray(rho, np.float64)
+    if metric == "cosine":
+        if mode == "plain":
+            return np.ones(len(rho))
+        return np.sqrt(2.0) * 0.5 / rho if mode == "ratio" else np.sqrt(0.25 + rho**2)
+    y = np.linalg.norm(np.asarray(refs, np.float64) - center, axis=1)
+    if mode == "plain":
+        return y
+    return np.sqrt(1.0 + 4 * y**2 + y**4) / rho**2  # |[-1, 2 y, |y|^2]| / rho^2
 
 
 def unreliable_references(refs: np.ndarray, rho: np.ndarray, metric: str, mode: str, center,
