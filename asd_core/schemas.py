@@ -24,11 +24,15 @@ CLIPS = pa.schema(
         pa.field("channels", pa.int16(), nullable=False),  # of the file
         pa.field("num_samples", pa.int64(), nullable=False),  # frames in the file
         pa.field("duration_s", pa.float64(), nullable=False),
-        pa.field("channel_selection", pa.string(), nullable=False),  # "mono" | "<index>" | "mean"
+        pa.field("channel_selection", pa.string(), nullable=False),  # the primary waveform: "mono" | "<index>" | "mean"
         pa.field("pipeline_sample_rate", pa.int32(), nullable=False),
         pa.field("file_size", pa.int64(), nullable=False),
         pa.field("file_mtime_ns", pa.int64(), nullable=False),
         pa.field("sha256", pa.string(), nullable=False),
+        # roles of the stored channels, primary first (e.g. [near, far]); null: only the primary is stored
+        pa.field("channel_roles", pa.list_(pa.string())),
+        # role -> "silent" | "clipped" for a stored channel without usable signal; null: none flagged
+        pa.field("channel_flags", pa.map_(pa.string(), pa.string())),
     ]
 )
 
@@ -42,6 +46,10 @@ def audio_schema(storage_dtype: str) -> pa.Schema:
             pa.field("sample_rate", pa.int32(), nullable=False),
             # int16 samples are PCM counts (divide by 32768); float32 samples are in [-1, 1].
             pa.field("waveform", pa.list_(value_type), nullable=False),
+            # the file's channel index (null: the mean of its channels) and its role (mono, mean, near,
+            # far, ch<N>); partitions written before two-channel support lack both (the primary channel)
+            pa.field("channel", pa.int16()),
+            pa.field("role", pa.string()),
         ]
     )
 

@@ -202,7 +202,7 @@ def _metrics_bench(rows: int, sections: int = 100, repeat: int = 3) -> dict:
         with connect(ws) as con:
             con.register("df", df)
             con.execute("""INSERT INTO clips SELECT clip_id, 'bench', 'dcase2021+', 'test', 'm', section, domain, label,
-                           MAP {}, clip_id || '.wav', '/', 16000, 1, 1, 1.0, 'mono', 16000, 1, 1, 'x' FROM df""")
+                           MAP {}, clip_id || '.wav', '/', 16000, 1, 1, 1.0, 'mono', 16000, 1, 1, 'x', NULL, NULL FROM df""")
             con.execute("INSERT INTO scores SELECT 'r', clip_id, score, 0 FROM df")
             con.execute("INSERT INTO runs VALUES ('r', now(), 'e', 'v', 'knn', '{}', false)")
         sql_times = []

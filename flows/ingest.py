@@ -10,14 +10,21 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from asd_core.config import AudioConfig, DEFAULT_WORKSPACE_NAME, IngestConfig, PIPELINE_SAMPLE_RATE, Workspace
+from asd_core.config import CHANNEL_ROLES, AudioConfig, DEFAULT_WORKSPACE_NAME, IngestConfig, PIPELINE_SAMPLE_RATE, Workspace
+from asd_core.datasets.audio_io import TransientIOError
 from asd_core.ingest import GroupResult, ingest_group, plan_ingest, summarize_clips, write_quarantine
 from asd_core.storage.catalog import publish_ingest
 
 
 # Idempotency lives in asd_core (content hashes per file), so Prefect result caching is off;
 # retries cover transient I/O errors (asd_core raises TransientIOError for those).
-@task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE, task_run_name="ingest-{dataset}-{machine_type}")
+def _transient(task, task_run, state) -> bool:
+    """Retry I/O errors that may pass (TransientIOError), not a file's or a user's mistake."""
+    return isinstance(state.result(raise_on_failure=False), TransientIOError)
+
+
+@task(retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=_transient, cache_policy=NO_CACHE,
+      task_run_name="ingest-{dataset}-{machine_type}")
 def ingest_machine_type(ws: Workspace, dataset: str, machine_type: str, candidates: list, roots_now: list[str],
                         cfg: IngestConfig, unlisted: list[tuple[str, str]]) -> GroupResult:
     return ingest_group(ws, dataset, machine_type, candidates, roots_now, cfg, unlisted)
@@ -33,11 +40,13 @@ def ingest_flow(
     roots: list[str],
     workspace: str = DEFAULT_WORKSPACE_NAME,
     dataset_name: str | None = None,
-    channel: str = "0",
+    channel: str = "auto",
     sample_rate: int = PIPELINE_SAMPLE_RATE,
     storage_dtype: str = "int16",
     ground_truth: str | None = None,
     min_relative_duration: float = 0.5,
+    channels: str = "auto",
+    channel_roles: str = ",".join(CHANNEL_ROLES),
 ) -> dict:
     """Ingest DCASE-style dataset roots into ``<workspace>/parquet`` and ``asd.duckdb``.
 
@@ -45,7 +54,8 @@ def ingest_flow(
     """
     log = get_run_logger()
     cfg = IngestConfig(
-        audio=AudioConfig(sample_rate=sample_rate, channel=channel, storage_dtype=storage_dtype),
+        audio=AudioConfig(sample_rate=sample_rate, channel=channel, channels=channels, channel_roles=channel_roles,
+                          storage_dtype=storage_dtype),
         min_relative_duration=min_relative_duration,
         ground_truth=Path(ground_truth) if ground_truth else None,
     )

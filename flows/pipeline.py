@@ -20,7 +20,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.context import get_run_context
 from prefect.states import Completed
 
-from asd_core.config import Workspace
+from asd_core.config import CHANNEL_ROLES, AudioConfig, Workspace
 from asd_core.encoders.spec import EncoderSpec
 from asd_core.pipeline.config import SPECTRAL_ENCODERS, PipelineConfig, PipelineConfigError, load_config
 from asd_core.hashing import file_sha256
@@ -129,6 +129,10 @@ def _run(cfg: PipelineConfig, ws: Workspace, run: StageRunner, shard_runner) -> 
                          channel=ing.audio.channel_label, sample_rate=ing.audio.sample_rate,
                          storage_dtype=ing.audio.storage_dtype, ground_truth=cfg.data.ground_truth or None,
                          min_relative_duration=ing.min_relative_duration)
+    if ing.audio.channels != AudioConfig.channels:  # only when set: the stage keys of earlier versions stay
+        ingest_kwargs["channels"] = ing.audio.channels
+    if ing.audio.channel_roles != CHANNEL_ROLES:
+        ingest_kwargs["channel_roles"] = ",".join(ing.audio.channel_roles)
     gt = cfg.data.ground_truth
     ingest = run("ingest", stage_key("ingest", code["ingest"], roots=[tree_fingerprint(r) for r in roots],
                                      ground_truth=tree_fingerprint(gt) if gt else None, params=ingest_kwargs),

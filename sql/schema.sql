@@ -17,12 +17,16 @@ CREATE TABLE IF NOT EXISTS clips (
     channels             SMALLINT NOT NULL,
     num_samples          BIGINT NOT NULL,
     duration_s           DOUBLE NOT NULL,
-    channel_selection    VARCHAR NOT NULL,   -- mono | <index> | mean
+    channel_selection    VARCHAR NOT NULL,   -- the primary waveform: mono | <index> | mean
     pipeline_sample_rate INTEGER NOT NULL,
     file_size            BIGINT NOT NULL,
     file_mtime_ns        BIGINT NOT NULL,
-    sha256               VARCHAR NOT NULL
+    sha256               VARCHAR NOT NULL,
+    channel_roles        VARCHAR[],          -- stored channels' roles, primary first ([near, far]); NULL: one stored
+    channel_flags        MAP(VARCHAR, VARCHAR) -- role -> silent | clipped; NULL: no channel flagged
 );
+ALTER TABLE clips ADD COLUMN IF NOT EXISTS channel_roles VARCHAR[];
+ALTER TABLE clips ADD COLUMN IF NOT EXISTS channel_flags MAP(VARCHAR, VARCHAR);
 
 CREATE TABLE IF NOT EXISTS quarantine (
     dataset       VARCHAR NOT NULL,

@@ -164,7 +164,7 @@ def test_failed_run_leaves_earlier_outputs_intact(tree, tmp_path, monkeypatch):
     for p in tree.glob("dev_data/raw/fan/**/*.wav"):  # every file changes: all must be decoded again
         x, sr = sf.read(p)
         sf.write(p, 0.9 * x, sr, subtype="PCM_16")
-    real_decode, calls = audio_io.decode, {"n": 0}
+    real_decode, calls = audio_io.decode_channels, {"n": 0}
 
     def flaky(*args, **kw):
         calls["n"] += 1
@@ -172,13 +172,13 @@ def test_failed_run_leaves_earlier_outputs_intact(tree, tmp_path, monkeypatch):
             raise RuntimeError("simulated crash on the 40th clip")
         return real_decode(*args, **kw)
 
-    monkeypatch.setattr(audio_io, "decode", flaky)
+    monkeypatch.setattr(audio_io, "decode_channels", flaky)
     plan = plan_ingest(ws, [tree], None, cfg)
     with pytest.raises(RuntimeError, match="40th clip"):
         ingest_group(ws, "data", "fan", plan.groups[("data", "fan")], plan.roots["data"], cfg)
     assert pq.read_table(audio_file(ws, "data", "fan")).equals(before)
     assert pq.read_table(clips_file(ws, "data", "fan")).num_rows == 90
     assert not [p for p in ws.parquet.rglob("*") if p.name.endswith(".tmp")]
-    monkeypatch.setattr(audio_io, "decode", real_decode)
+    monkeypatch.setattr(audio_io, "decode_channels", real_decode)
     result = ingest_group(ws, "data", "fan", plan.groups[("data", "fan")], plan.roots["data"], cfg)
     assert (result.decoded, result.clips) == (90, 90)

@@ -249,7 +249,7 @@ def test_demo_holds_the_workspace_from_its_data_to_its_pipeline(tmp_path, monkey
     import asd_core.demo
     from asd_core.pipeline import demo
 
-    monkeypatch.setattr(asd_core.demo, "make_demo_data", lambda out, seed, size: {"clips": 0, "out": str(out)})
+    monkeypatch.setattr(asd_core.demo, "make_demo_data", lambda out, seed, size, **kw: {"clips": 0, "out": str(out)})
     ws = Workspace(tmp_path / "ws")
     with demo.demo_session(ws.root) as counts:
         assert counts["out"] == str(demo.demo_data_dir(ws.root))

@@ -141,19 +141,65 @@ def sha256_of(path: Path) -> str:
         _reraise_os_error(exc, path)
 
 
+def channel_plan(info: AudioInfo, cfg: AudioConfig) -> list[tuple[str, str]]:
+    """The channels of this file that are stored, as (selection, role), the primary one first.
+
+    selection: ``mono``, a channel index or ``mean`` (``clips.channel_selection`` records the
+    primary's); role: ``mono``, ``mean``, ``near`` / ``far`` (two-channel files, ``channel_roles``)
+    or ``ch<N>``. See :class:`AudioConfig` for what ``channel`` / ``channels`` keep."""
+    n, ch = info.channels, cfg.channel
+    if n == 1:
+        if ch in ("near", "far"):
+            raise AudioFileError(f"mono file: it has no {ch} channel")
+        return [("mono", "mono")]
+    if ch == "mean":
+        return [("mean", "mean")]
+    roles = cfg.channel_roles
+    if isinstance(ch, int):
+        if ch >= n:
+            raise AudioFileError(f"channel {ch} requested but the file has {n} channels")
+        return [(str(ch), roles[ch] if n == 2 else f"ch{ch}")]
+    if ch in ("near", "far"):
+        if n != 2:
+            raise AudioFileError(f"{n}-channel file: the {ch} role exists in two-channel files only; choose a channel index")
+        return [(str(roles.index(ch)), ch)]
+    if n == 2:  # auto: near first (the primary every stage reads), then far
+        return [(str(roles.index(r)), r) for r in ("near", "far")]
+    if cfg.channels == "all":
+        return [(str(i), f"ch{i}") for i in range(n)]
+    return [("0", "ch0")]
+
+
 def channel_selection(info: AudioInfo, cfg: AudioConfig) -> str:
-    """Which channel(s) of this file feed the pipeline, as recorded in ``clips``."""
-    if info.channels == 1:
-        return "mono"
-    if cfg.channel == "mean":
-        return "mean"
-    if cfg.channel >= info.channels:
-        raise AudioFileError(f"channel {cfg.channel} requested but the file has {info.channels} channels")
-    return str(cfg.channel)
+    """Which channel(s) of this file make the clip's primary waveform, as recorded in ``clips``."""
+    return channel_plan(info, cfg)[0][0]
 
 
-def decode(path: Path, info: AudioInfo, cfg: AudioConfig) -> np.ndarray:
-    """Mono float32 waveform at ``cfg.sample_rate`` (values in [-1, 1] for PCM input)."""
+def stored_roles(info: AudioInfo, cfg: AudioConfig) -> list[str] | None:
+    """``clips.channel_roles``: the roles stored, primary first; None when only one channel is stored."""
+    plan = channel_plan(info, cfg)
+    return [role for _, role in plan] if len(plan) > 1 else None
+
+
+# A stored channel is flagged (clips.channel_flags) when it carries no usable signal: its peak
+# below -80 dBFS, or more than 0.1% of its samples at full scale.
+SILENT_PEAK = 1e-4
+CLIPPED_LEVEL, CLIPPED_SHARE = 0.999, 1e-3
+
+
+def channel_flag(wave: np.ndarray) -> str | None:
+    """``silent`` / ``clipped`` / None for one decoded channel."""
+    if wave.size == 0 or float(np.max(np.abs(wave))) < SILENT_PEAK:
+        return "silent"
+    if float(np.mean(np.abs(wave) >= CLIPPED_LEVEL)) > CLIPPED_SHARE:
+        return "clipped"
+    return None
+
+
+def decode_channels(path: Path, info: AudioInfo, cfg: AudioConfig, primary_only: bool = False
+                    ) -> list[tuple[int | None, str, np.ndarray]]:
+    """(channel index, role, float32 waveform at ``cfg.sample_rate``) of every stored channel, primary
+    first (index None for ``mean``); values in [-1, 1] for PCM input."""
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except OSError as exc:
@@ -162,16 +208,25 @@ def decode(path: Path, info: AudioInfo, cfg: AudioConfig) -> np.ndarray:
         raise AudioFileError(f"cannot decode audio ({exc})") from None
     if data.shape[0] == 0:
         raise AudioFileError("WAV file holds no audio samples")
-    selection = channel_selection(info, cfg)
-    if selection == "mean":
-        mono = data.mean(axis=1, dtype=np.float32)
-    else:
-        mono = np.ascontiguousarray(data[:, 0 if selection == "mono" else int(selection)])
-    if not np.isfinite(mono).all():
-        raise AudioFileError("audio contains NaN or infinite samples")
-    if sr != cfg.sample_rate:
-        mono = resample(mono, sr, cfg.sample_rate)
-    return mono
+    plan = channel_plan(info, cfg)
+    out = []
+    for selection, role in plan[:1] if primary_only else plan:
+        if selection == "mean":
+            wave, index = data.mean(axis=1, dtype=np.float32), None
+        else:
+            index = 0 if selection == "mono" else int(selection)
+            wave = np.ascontiguousarray(data[:, index])
+        if not np.isfinite(wave).all():
+            raise AudioFileError("audio contains NaN or infinite samples")
+        if sr != cfg.sample_rate:
+            wave = resample(wave, sr, cfg.sample_rate)
+        out.append((index, role, wave))
+    return out
+
+
+def decode(path: Path, info: AudioInfo, cfg: AudioConfig) -> np.ndarray:
+    """The primary waveform: mono float32 at ``cfg.sample_rate`` (values in [-1, 1] for PCM input)."""
+    return decode_channels(path, info, cfg, primary_only=True)[0][2]
 
 
 def resample(wave: np.ndarray, orig_sr: int, new_sr: int) -> np.ndarray:

@@ -118,6 +118,7 @@ def forget_dataset(ws: Workspace, dataset: str, dry_run: bool = False) -> Forget
         for path in report.audio_partitions + report.quarantine_files + report.clip_partitions:
             path.unlink(missing_ok=True)
         _remove_dataset_folders(ws.artifact_dir("audio"), dataset)
+        _remove_dataset_folders(ws.artifact_dir("audio_channels"), dataset)
         _remove_dataset_folders(ws.artifact_dir("quarantine"), dataset)
         _remove_dataset_folders(ws.artifact_dir("clips"), dataset)
         publish_ingest(ws)
@@ -128,7 +129,8 @@ def _survey(ws: Workspace, dataset: str, dry_run: bool) -> ForgetReport:
     report = ForgetReport(dataset, ws.root, dry_run)
     report.clip_partitions = sorted(_dataset_folder_files(ws.artifact_dir("clips"), dataset, "clips.parquet"))
     report.clips = sum(pq.ParquetFile(p).metadata.num_rows for p in report.clip_partitions)
-    report.audio_partitions = sorted(_dataset_folder_files(ws.artifact_dir("audio"), dataset, "audio.parquet"))
+    report.audio_partitions = sorted(_dataset_folder_files(ws.artifact_dir("audio"), dataset, "audio.parquet")
+                                     + _dataset_folder_files(ws.artifact_dir("audio_channels"), dataset, "audio_channels.parquet"))
     qfile = quarantine_file(ws, dataset)
     if qfile.exists():
         report.quarantine_files = [qfile]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from asd_core.config import IngestConfig, Workspace
 from asd_core.datasets import audio_io
@@ -23,7 +24,7 @@ from asd_core.progress import Progress
 from asd_core.schemas import CLIPS
 from asd_core.storage.atomic import read_parquet_or_empty, write_parquet_atomic
 from asd_core.storage.audio import audio_partition_writer, stored_audio_dtype
-from asd_core.storage.paths import audio_file, clips_file
+from asd_core.storage.paths import audio_channels_file, audio_file, clips_file
 
 logger = logging.getLogger("asd.ingest")
 
@@ -43,7 +44,12 @@ class GroupResult:
     decoded_bytes: int = 0
 
 
-def _clip_row(cand: Candidate, info: AudioInfo, selection: str, cfg: IngestConfig, mtime_ns: int, sha: str) -> dict:
+class ChannelRoleError(ValueError):
+    """``--channel near|far`` on a dataset without two-channel files (one line naming it)."""
+
+
+def _clip_row(cand: Candidate, info: AudioInfo, selection: str, cfg: IngestConfig, mtime_ns: int, sha: str,
+              flags: dict[str, str] | None = None) -> dict:
     p = cand.parsed
     return {
         "clip_id": cand.clip_id, "dataset": cand.dataset, "scheme": p.scheme, "split": p.split,
@@ -53,12 +59,23 @@ def _clip_row(cand: Candidate, info: AudioInfo, selection: str, cfg: IngestConfi
         "num_samples": info.num_samples, "duration_s": info.duration_s,
         "channel_selection": selection, "pipeline_sample_rate": cfg.audio.sample_rate,
         "file_size": info.file_size, "file_mtime_ns": mtime_ns, "sha256": sha,
+        "channel_roles": audio_io.stored_roles(info, cfg.audio), "channel_flags": list(flags.items()) if flags else None,
     }
 
 
+def _row_info(row: dict) -> AudioInfo:
+    return AudioInfo(row["sample_rate"], row["channels"], row["num_samples"], row["file_size"])
+
+
 def _same_config(row: dict, cfg: IngestConfig) -> bool:
-    expected = "mono" if row["channels"] == 1 else cfg.audio.channel_label
-    return row["pipeline_sample_rate"] == cfg.audio.sample_rate and row["channel_selection"] == expected
+    """The row was stored with the channels (and rate) ``cfg`` keeps now."""
+    try:
+        plan = audio_io.channel_plan(_row_info(row), cfg.audio)
+    except AudioFileError:  # e.g. --channel far on a mono file: probe it again, to quarantine it
+        return False
+    roles = [role for _, role in plan] if len(plan) > 1 else None
+    return (row["pipeline_sample_rate"] == cfg.audio.sample_rate and row["channel_selection"] == plan[0][0]
+            and row.get("channel_roles") == roles)
 
 
 def _refresh_parsed(row: dict, cand: Candidate) -> dict:
@@ -85,6 +102,7 @@ def ingest_group(
     # Rows of roots not ingested now stay as they are (several roots can feed one dataset).
     kept = {cid: r for cid, r in old_rows.items() if r["root"] not in roots_now or _under(r, unlisted)}
     to_decode: list[tuple[Candidate, AudioInfo, str, int, str]] = []
+    no_role: list[QuarantineRecord] = []  # --channel near|far: mono files (an error if no file has two channels)
     for cand in candidates:
         path = cand.path
         prev = old_rows.get(cand.clip_id)
@@ -94,6 +112,10 @@ def ingest_group(
                 kept[cand.clip_id] = _refresh_parsed(prev, cand)
                 continue
             info = audio_io.probe(path)
+            if info.channels == 1 and cfg.audio.channel in ("near", "far"):
+                no_role.append(QuarantineRecord(dataset, str(cand.root), cand.relative_path, "probe",
+                                                f"mono file: it has no {cfg.audio.channel} channel", info.file_size))
+                continue
             selection = audio_io.channel_selection(info, cfg.audio)
             sha = audio_io.sha256_of(path)
         except AudioFileError as exc:  # stat, open, header, hash: broken links and loops included
@@ -106,6 +128,8 @@ def ingest_group(
 
     kept, to_decode, short = _drop_short_clips(kept, to_decode, cfg.min_relative_duration, dataset)
     result.quarantined.extend(short)
+    kept, to_decode, mono = _drop_mono_in_two_channel(kept, to_decode, no_role, cfg, dataset, machine_type)
+    result.quarantined.extend(mono + no_role)
 
     reused_ids = {cid for cid in kept if cid in old_rows}
     result.reused = len(reused_ids)
@@ -117,29 +141,40 @@ def ingest_group(
     new_rows: dict[str, dict] = {}
     if kept or to_decode:
         progress = Progress(f"ingest {dataset}/{machine_type}", len(to_decode), "clips")
+        xpath = audio_channels_file(ws, dataset, machine_type)
         with audio_partition_writer(apath, audio_dtype, cfg.audio.sample_rate, cfg.audio_rows_per_group,
-                                    keep=reused_ids) as add_audio:
+                                    keep=reused_ids) as add_audio, \
+                audio_partition_writer(xpath, audio_dtype, cfg.audio.sample_rate, cfg.audio_rows_per_group,
+                                       keep=reused_ids) as add_other_channel:
             for cand, info, selection, mtime_ns, sha in to_decode:
                 try:
-                    wave = audio_io.decode(cand.path, info, cfg.audio)
-                    wave, warning = audio_io.limit_full_scale(wave, info)
+                    channels = [(index, role, *audio_io.limit_full_scale(wave, info))
+                                for index, role, wave in audio_io.decode_channels(cand.path, info, cfg.audio)]
                 except AudioFileError as exc:
                     result.quarantined.append(QuarantineRecord(dataset, str(cand.root), cand.relative_path, "decode", str(exc), info.file_size))
                     continue
-                if warning:
-                    result.warnings.append(f"{cand.path}: {warning}")
-                add_audio(cand.clip_id, wave)
-                new_rows[cand.clip_id] = _clip_row(cand, info, selection, cfg, mtime_ns, sha)
+                flags = {}
+                for i, (index, role, wave, warning) in enumerate(channels):
+                    if warning:
+                        result.warnings.append(f"{cand.path}: {warning}" + (f" ({role} channel)" if len(channels) > 1 else ""))
+                    flag = audio_io.channel_flag(wave) if len(channels) > 1 else None
+                    if flag:
+                        flags[role] = flag
+                        result.warnings.append(f"{cand.path}: {role} channel is {flag} (flagged in clips.channel_flags)")
+                    (add_audio if i == 0 else add_other_channel)(cand.clip_id, wave, index, role)
+                new_rows[cand.clip_id] = _clip_row(cand, info, selection, cfg, mtime_ns, sha, flags)
                 result.decoded += 1
                 result.decoded_bytes += info.file_size
                 progress.update()
+        if pq.ParquetFile(xpath).metadata.num_rows == 0:  # no multichannel clips kept: no partition
+            xpath.unlink()
         progress.close()
         result.decode_seconds = progress.elapsed
     rows = sorted([*kept.values(), *new_rows.values()], key=lambda r: (r["root"], r["relative_path"]))
     if rows:
         write_parquet_atomic(pa.Table.from_pylist(rows, schema=CLIPS), cpath, CLIPS)
     else:  # every clip of this machine type is gone or quarantined
-        for p in (cpath, apath):
+        for p in (cpath, apath, audio_channels_file(ws, dataset, machine_type)):
             p.unlink(missing_ok=True)
     result.clips = len(rows)
     result.removed = len(old_rows.keys() - {r["clip_id"] for r in rows})
@@ -168,6 +203,28 @@ def _drop_short_clips(kept: dict, to_decode: list, ratio: float, dataset: str):
     kept = {cid: r for cid, r in kept.items() if r["duration_s"] >= limit}
     to_decode = [item for item in to_decode if item[1].duration_s >= limit]
     return kept, to_decode, short
+
+
+def _drop_mono_in_two_channel(kept: dict, to_decode: list, no_role: list, cfg: IngestConfig, dataset: str,
+                              machine_type: str):
+    """With near/far channels kept (``channel = "auto"``), a mono file among two-channel siblings is
+    a recording without its far microphone: quarantined, never mixed in as if it were complete.
+    ``channel = "near" | "far"`` on a group without any two-channel file is an error, before anything
+    of the group is written."""
+    channels = [r["channels"] for r in kept.values()] + [item[1].channels for item in to_decode]
+    if cfg.audio.channel in ("near", "far") and (channels or no_role) and 2 not in channels:
+        raise ChannelRoleError(f"--channel {cfg.audio.channel}: dataset {dataset} has no two-channel files "
+                               f"({machine_type}: {len(channels) + len(no_role)} files, none with near and far channels); "
+                               "nothing ingested")
+    if not cfg.audio.keeps_several or 2 not in channels:
+        return kept, to_decode, []
+    reason = f"mono file in a two-channel dataset (other {machine_type} clips have near and far channels)"
+    mono = [QuarantineRecord(dataset, r["root"], r["relative_path"], "probe", reason, r["file_size"])
+            for r in kept.values() if r["channels"] == 1]
+    mono += [QuarantineRecord(dataset, str(c.root), c.relative_path, "probe", reason, info.file_size)
+             for c, info, *_ in to_decode if info.channels == 1]
+    return ({cid: r for cid, r in kept.items() if r["channels"] != 1},
+            [item for item in to_decode if item[1].channels != 1], mono)
 
 
 def _short_reason(duration: float, median: float) -> str:

@@ -40,8 +40,8 @@ class DataConfig:
     roots: list[str] = field(default_factory=list)  # DCASE-style dataset roots
     dataset_name: str = ""  # "" = derived from each root
     ground_truth: str = ""  # folder with evaluator ground truth, "" = none
-    ingest: IngestConfig = flattened(IngestConfig, "audio.channel", "audio.sample_rate", "audio.storage_dtype",
-                                     "min_relative_duration")
+    ingest: IngestConfig = flattened(IngestConfig, "audio.channel", "audio.channels", "audio.channel_roles",
+                                     "audio.sample_rate", "audio.storage_dtype", "min_relative_duration")
 
 
 @dataclass

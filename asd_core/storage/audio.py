@@ -1,9 +1,12 @@
 """Stored waveforms: the ``audio`` partitions, written by ingest and read by every later stage.
 
 One partition per (machine type, dataset) (storage/paths.py ``audio_file``), one row per clip:
-``clip_id``, ``sample_rate`` (the pipeline rate the clip was resampled to) and ``waveform``,
-int16 PCM counts or float32 in [-1, 1] (schemas.py ``audio_schema``). Readers get float32 in
-[-1, 1] either way and stream one row group at a time, so memory stays flat.
+``clip_id``, ``sample_rate`` (the pipeline rate the clip was resampled to), ``waveform`` (int16
+PCM counts or float32 in [-1, 1], schemas.py ``audio_schema``), and the ``channel`` / ``role`` it
+comes from: the clip's primary waveform, the one every stage reads. The other stored channels of
+multichannel clips (the far microphone of DCASE 2026 clips, ``--channels all``) sit in the
+``audio_channels`` partition beside it, same schema (``channel_waves`` reads a role from both).
+Readers get float32 in [-1, 1] either way and stream one row group at a time, so memory stays flat.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ import pyarrow.parquet as pq
 from asd_core.config import Workspace
 from asd_core.schemas import audio_schema
 from asd_core.storage.atomic import atomic_path
-from asd_core.storage.paths import audio_partitions
+from asd_core.storage.paths import all_files, audio_partitions
 
-__all__ = ["audio_partition_writer", "audio_partitions", "from_storage", "num_row_groups", "partition_clip_ids",
-           "partition_sample_rate", "partition_waves", "read_waves", "stored_audio_dtype", "to_storage", "wave_batches"]
+__all__ = ["audio_partition_writer", "audio_partitions", "channel_waves", "from_storage", "num_row_groups",
+           "partition_clip_ids", "partition_sample_rate", "partition_waves", "read_waves", "stored_audio_dtype", "to_storage",
+           "wave_batches"]
 
 READ_BATCH = 64  # rows per chunk of partition_waves
 
@@ -101,6 +105,25 @@ def read_waves(ws: Workspace, wanted: set[str], transform: Callable[[np.ndarray]
     return out
 
 
+def channel_waves(ws: Workspace, role: str, wanted: set[str] | None = None) -> dict[str, np.ndarray]:
+    """float32 waveforms of one channel role (``near``, ``far``, ``ch3``, ``mono``, ...) of the
+    ``wanted`` clips (all when None), from the primary partitions and the ``audio_channels`` ones."""
+    out = {}
+    for path in [p for _, _, p in audio_partitions(ws)] + all_files(ws, "audio_channels"):
+        pf = pq.ParquetFile(path)
+        if "role" not in pf.schema_arrow.names:  # written before channels had roles: primary rows only
+            continue
+        for g in range(pf.num_row_groups):
+            table = pf.read_row_group(g, columns=["clip_id", "role", "waveform"])
+            mask = pc.equal(table.column("role"), role)
+            if wanted is not None:
+                mask = pc.and_(mask, pc.is_in(table.column("clip_id"), value_set=pa.array(sorted(wanted), pa.string())))
+            sel = table.filter(pc.fill_null(mask, False))
+            for cid, value in zip(sel.column("clip_id").to_pylist(), sel.column("waveform")):
+                out[cid] = _wave(value)
+    return out
+
+
 # --- writing ---------------------------------------------------------------------------------------
 
 def stored_audio_dtype(audio_path: Path) -> str | None:
@@ -113,8 +136,8 @@ def stored_audio_dtype(audio_path: Path) -> str | None:
 
 @contextmanager
 def audio_partition_writer(audio_path: Path, storage_dtype: str, sample_rate: int, rows_per_group: int,
-                           keep: Iterable[str] = ()) -> Iterator[Callable[[str, np.ndarray], None]]:
-    """Rewrite one audio partition atomically; yields ``add(clip_id, float32 wave)``.
+                           keep: Iterable[str] = ()) -> Iterator[Callable[..., None]]:
+    """Rewrite one audio partition atomically; yields ``add(clip_id, float32 wave, channel=None, role=None)``.
 
     The rows of the partition as it is whose ids are in ``keep`` are copied first, then every
     added wave is converted to ``storage_dtype`` and written, ``rows_per_group`` clips per row
@@ -127,10 +150,10 @@ def audio_partition_writer(audio_path: Path, storage_dtype: str, sample_rate: in
         writer = pq.ParquetWriter(tmp, schema, compression="zstd")
         try:
             _copy_rows(audio_path, writer, keep)
-            buffer: list[tuple[str, np.ndarray]] = []
+            buffer: list[tuple] = []
 
-            def add(clip_id: str, wave: np.ndarray) -> None:
-                buffer.append((clip_id, to_storage(wave, storage_dtype)))
+            def add(clip_id: str, wave: np.ndarray, channel: int | None = None, role: str | None = None) -> None:
+                buffer.append((clip_id, to_storage(wave, storage_dtype), channel, role))
                 if len(buffer) >= rows_per_group:
                     _write_rows(writer, schema, buffer, sample_rate)
                     buffer.clear()
@@ -150,15 +173,19 @@ def _copy_rows(audio_path: Path, writer: pq.ParquetWriter, ids: set[str]) -> Non
         rg = pf.read_row_group(i)
         sel = rg.filter(pc.is_in(rg.column("clip_id"), value_set=pa.array(sorted(ids))))
         if sel.num_rows:
-            writer.write_table(sel.cast(writer.schema))
+            for name in writer.schema.names:  # rows written before a column existed: null there
+                if name not in sel.column_names:
+                    sel = sel.append_column(writer.schema.field(name), pa.nulls(sel.num_rows, writer.schema.field(name).type))
+            writer.write_table(sel.select(writer.schema.names).cast(writer.schema))
 
 
-def _write_rows(writer: pq.ParquetWriter, schema: pa.Schema, buffer: list[tuple[str, np.ndarray]], sr: int) -> None:
+def _write_rows(writer: pq.ParquetWriter, schema: pa.Schema, buffer: list[tuple], sr: int) -> None:
     value_type = schema.field("waveform").type.value_type
-    offsets = np.concatenate([[0], np.cumsum([len(w) for _, w in buffer])]).astype(np.int32)
-    waves = pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.concatenate([w for _, w in buffer]), type=value_type))
+    offsets = np.concatenate([[0], np.cumsum([len(b[1]) for b in buffer])]).astype(np.int32)
+    waves = pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.concatenate([b[1] for b in buffer]), type=value_type))
     table = pa.Table.from_arrays(
-        [pa.array([cid for cid, _ in buffer], pa.string()), pa.array([sr] * len(buffer), pa.int32()), waves],
+        [pa.array([b[0] for b in buffer], pa.string()), pa.array([sr] * len(buffer), pa.int32()), waves,
+         pa.array([b[2] for b in buffer], pa.int16()), pa.array([b[3] for b in buffer], pa.string())],
         schema=schema,
     )
     writer.write_table(table)

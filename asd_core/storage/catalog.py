@@ -89,8 +89,10 @@ def _files_sql(paths: list[Path]) -> str:
 
 
 def publish_ingest(ws: Workspace) -> None:
-    """Refresh ``clips`` and ``quarantine`` from Parquet and (re)create the ``audio`` view."""
+    """Refresh ``clips`` and ``quarantine`` from Parquet and (re)create the ``audio`` view (one row per
+    stored channel: the primary ``audio`` partitions and the ``audio_channels`` ones)."""
     clips, quarantine, audio = (all_files(ws, a) for a in ("clips", "quarantine", "audio"))
+    audio = audio + all_files(ws, "audio_channels")  # every stored channel: primary rows and the others
     with transaction(ws) as con:
         con.execute("DELETE FROM clips")
         if clips:
@@ -100,8 +102,9 @@ def publish_ingest(ws: Workspace) -> None:
             con.execute(f"INSERT INTO quarantine BY NAME SELECT * FROM read_parquet({_files_sql(quarantine)}, union_by_name = true)")
         if audio:
             # Absolute paths: a view over a relative glob would resolve against the reader's cwd.
+            # channel / role: NULL in partitions written before two-channel support (the primary channel)
             con.execute(
-                "CREATE OR REPLACE VIEW audio AS SELECT clip_id, sample_rate, waveform "
+                "CREATE OR REPLACE VIEW audio AS SELECT clip_id, sample_rate, waveform, channel, role "
                 f"FROM read_parquet({_files_sql(audio)}, union_by_name = true)"
             )
         else:

@@ -35,6 +35,11 @@ def audio_file(ws: Workspace, dataset: str, machine_type: str) -> Path:
     return ws.artifact_dir("audio") / f"machine_type={machine_type}" / f"dataset={dataset}" / "audio.parquet"
 
 
+def audio_channels_file(ws: Workspace, dataset: str, machine_type: str) -> Path:
+    """The stored channels other than each clip's primary one (storage/audio.py)."""
+    return ws.artifact_dir("audio_channels") / f"machine_type={machine_type}" / f"dataset={dataset}" / "audio_channels.parquet"
+
+
 def quarantine_file(ws: Workspace, dataset: str) -> Path:
     return ws.artifact_dir("quarantine") / f"dataset={dataset}" / "quarantine.parquet"
 

@@ -61,7 +61,7 @@ def add_config_options(p: argparse.ArgumentParser | argparse._ArgumentGroup, kla
             if "metavar" in f.metadata:
                 kwargs["metavar"] = f.metadata["metavar"]
         if shown is not None and "%(default)" not in kwargs["help"]:
-            kwargs["help"] += f" (default: {shown})"
+            kwargs["help"] += f" (default: {','.join(map(str, shown)) if isinstance(shown, tuple) else shown})"
         p.add_argument(flag(f), **kwargs)
 
 
