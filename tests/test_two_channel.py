@@ -174,3 +174,43 @@ def test_mimii_eight_channels_all_kept_and_equal_to_soundfile(tmp_path, realdata
     for (ds, mt), cands in plan.groups.items():
         ingest_group(ws2, ds, mt, cands, plan.roots[ds], cfg2)
     assert not all_files(ws2, "audio_channels")
+
+
+def test_dcase2026_dev_and_eval_layouts(tmp_path):
+    """Dev and eval trees of a machine type never seen before, clips of mixed length (6 / 10 / 16 s
+    in DCASE 2026, scaled down here), anonymised eval names labelled from ground-truth CSVs."""
+    rng = np.random.default_rng(2)
+
+    def stereo(seconds: float) -> np.ndarray:
+        n = int(seconds * SR)
+        return (0.1 * rng.standard_normal((n, 2))).astype(np.float32)
+
+    dev = tmp_path / "dev_data" / "raw" / "bearingEmu"
+    lengths = [0.6, 1.0, 1.6, 1.0, 0.6, 1.6]
+    for i, sec in enumerate(lengths):
+        _write(dev / "train" / f"section_00_source_train_normal_{i:04d}_noAttribute.wav", stereo(sec))
+    _write(dev / "test" / "section_00_source_test_anomaly_0000_noAttribute.wav", stereo(1.0))
+    ev = tmp_path / "eval_data" / "raw" / "ToyDrone" / "test"
+    for i in range(3):
+        _write(ev / f"section_00_{i:04d}.wav", stereo(1.0))
+    gt = tmp_path / "gt"
+    (gt / "ground_truth_data").mkdir(parents=True)
+    (gt / "ground_truth_domain").mkdir()
+    (gt / "ground_truth_data" / "ground_truth_ToyDrone_section_00_test.csv").write_text(
+        "section_00_0000.wav,1\nsection_00_0001.wav,0\nsection_00_0002.wav,0\n")
+    (gt / "ground_truth_domain" / "ground_truth_ToyDrone_section_00_test.csv").write_text(
+        "section_00_0000.wav,0\nsection_00_0001.wav,1\nsection_00_0002.wav,0\n")
+    ws = Workspace(tmp_path / "ws").ensure()
+    cfg = IngestConfig(ground_truth=gt)
+    plan = plan_ingest(ws, [tmp_path / "dev_data", tmp_path / "eval_data"], None, cfg)
+    results = [ingest_group(ws, ds, mt, c, plan.roots[ds], cfg) for (ds, mt), c in plan.groups.items()]
+    assert plan.quarantined == [] and all(r.quarantined == [] for r in results)
+    rows = [r for p in all_files(ws, "clips") for r in pq.read_table(p).to_pylist()]
+    assert len(rows) == 10 and all(r["channel_roles"] == ["near", "far"] for r in rows)
+    bearing = sorted(r["duration_s"] for r in rows if r["machine_type"] == "bearingEmu" and r["split"] == "train")
+    assert bearing == pytest.approx(sorted(lengths))
+    drone = {r["relative_path"].rsplit("/", 1)[-1]: (r["label"], r["domain"]) for r in rows if r["machine_type"] == "ToyDrone"}
+    assert drone == {"section_00_0000.wav": ("anomaly", "source"), "section_00_0001.wav": ("normal", "target"),
+                     "section_00_0002.wav": ("normal", "source")}
+    far = channel_waves(ws, "far")
+    assert len(far) == 10
