@@ -53,7 +53,8 @@ def test_nan_embedding_names_the_clip(tmp_path):
     ws = Workspace(tmp_path)
     audio = tmp_path / "audio.parquet"
     pq.write_table(pa.table({"clip_id": ["a", "b"], "sample_rate": pa.array([16000, 16000], pa.int32()),
-                             "waveform": pa.array([[1, 2, 3] * 400, [4, 5, 6] * 400], pa.list_(pa.int16()))},
+                             "waveform": pa.array([[1, 2, 3] * 400, [4, 5, 6] * 400], pa.list_(pa.int16())),
+                             "channel": pa.array([0, 0], pa.int16()), "role": ["mono", "mono"]},
                             schema=audio_schema("int16")), audio)
     with pytest.raises(EmbeddingError, match="NaN/inf for clip b"):
         embed_partition(ws, Broken(), "fan", "demo", audio)
@@ -74,7 +75,9 @@ def test_embedding_with_dataloader_workers_equals_in_process(tmp_path):
     waves = [rng.integers(-3000, 3000, 8000).astype(np.int16) for _ in ids]
     audio = tmp_path / "audio.parquet"
     pq.write_table(pa.table({"clip_id": ids, "sample_rate": pa.array([16000] * 20, pa.int32()),
-                             "waveform": pa.array(waves, pa.list_(pa.int16()))}, schema=audio_schema("int16")),
+                             "waveform": pa.array(waves, pa.list_(pa.int16())),
+                             "channel": pa.nulls(20, pa.int16()), "role": pa.nulls(20, pa.string())},
+                            schema=audio_schema("int16")),
                    audio, row_group_size=4)
     enc = get_encoder("stft-mean")
     out = {}

@@ -219,6 +219,27 @@ def test_enroll_end_to_end(registered, tmp_path, capsys):
     # the loop goes on: promote (equal official score) and monitor with the enrolled champion
     assert main(["promote", "--workspace", str(ws.root)]) == 0
     assert load_model(ws, "asd-encoder@champion").version == "2"
+    # the same clips into the champion, now version 2 (their own child): nothing new, not references twice
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "version 2 already holds these 6 clips of fan/section_00 (by an earlier enrollment in its lineage)" in \
+        capsys.readouterr().out
+    mixed = tmp_path / "mixed"
+    shutil.copytree(enroll_dir, mixed)
+    for i, row in enumerate(normals[6:8]):
+        shutil.copyfile(row["path"], mixed / f"new{i}.wav")
+    training = _clips_of(ws, "machine_type = 'fan' AND split = 'train' AND section = '00' AND scheme <> 'enrollment'")[0]["path"]
+    shutil.copyfile(training, mixed / "a_training_clip.wav")
+    assert main(["enroll", str(mixed), "--machine-type", "fan", "--section", "00", "--domain", "line3",
+                 "--workspace", str(ws.root)]) == 2
+    err = capsys.readouterr().err
+    assert "7 of the 9 clips" in err and "are already references of the section" in err
+    assert f"{mixed / 'a_training_clip.wav'}: already a reference of fan/section_00 in version 2 (the training clip" in err
+    assert "enrolled as domain line2 into version 1" in err
+    assert set(_versions(ws)) == {"1", "2"}
+    assert main(["enroll", str(enroll_dir), "--machine-type", "fan", "--section", "00", "--domain", "bad name!",
+                 "--workspace", str(ws.root)]) == 2
+    assert "--domain 'bad name!': use 1-64 letters" in capsys.readouterr().err
 
 
 def test_sql_readme_enrollment_queries_run(tmp_path):

@@ -3,6 +3,7 @@ embedded or written (count, readability, sample rate, duration against the secti
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,16 @@ class EnrollmentClip:
 def _listing(problems: list[str]) -> str:
     more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
     return "\n  " + "\n  ".join(problems[:MAX_LISTED]) + more
+
+
+DOMAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+
+
+def check_domain(domain: str) -> str:
+    """The name of a new operating condition, as stored in ``clips.domain`` (one line if unusable)."""
+    if not DOMAIN_NAME.match(domain or ""):
+        raise EnrollmentError(f"--domain {domain!r}: use 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit")
+    return domain
 
 
 def find_wavs(folder: Path) -> list[Path]:

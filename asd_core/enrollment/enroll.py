@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 import shutil
 import tempfile
 import time
@@ -23,7 +22,7 @@ import numpy as np
 
 from asd_core.config import Workspace
 from asd_core.enrollment import tables
-from asd_core.enrollment.clips import EnrollmentClip, EnrollmentError, read_enrollment_clips
+from asd_core.enrollment.clips import EnrollmentClip, EnrollmentError, check_domain, read_enrollment_clips
 from asd_core.hashing import json_id
 from asd_core.monitor.discover import normalise_section
 from asd_core.monitor.model import DEFAULT_MODEL, ModelError, bundle_dir, load_model, parse_model
@@ -36,7 +35,6 @@ from asd_core.storage.lock import workspace_lock
 from asd_core.tracking.registry import register_bundle
 from asd_core.tracking.store import TrackingConfig, client, git_commit
 
-DOMAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 # parent tags an enrolled version does not inherit: they describe the parent's own promotion
 _NOT_INHERITED = ("promotion_",)
 
@@ -122,6 +120,25 @@ def _section_duration(bundle: Path, ws: Workspace, dataset: str, machine_type: s
     return None if row is None or row[0] is None else float(row[0])
 
 
+def _known_references(bundle: Path, ws: Workspace, dataset: str, machine_type: str, section: str) -> dict[str, str]:
+    """sha256 -> why it is already a reference of the section: enrolled in this version's lineage
+    (the bundle's enrollments.json), or a training clip of the workspace's dataset."""
+    known: dict[str, str] = {}
+    history = bundle / "enrollments.json"
+    for e in json.loads(history.read_text()) if history.exists() else []:
+        if (e["dataset"], e["machine_type"], e["section"]) == (dataset, machine_type, section):
+            for sha in e["sha256"]:
+                known[sha] = f"enrolled as domain {e['domain']} into version {e['parent_version']}, enrollment {e['enrollment_id']}"
+    if ws.duckdb_path.exists():
+        with connect(ws, read_only=True) as con:
+            rows = con.execute("SELECT sha256, root || '/' || relative_path FROM clips WHERE dataset = ? AND machine_type = ? "
+                               "AND section = ? AND split = 'train' AND scheme <> ?",
+                               [dataset, machine_type, section, tables.SCHEME]).fetchall()
+        for sha, path in rows:
+            known.setdefault(sha, f"the training clip {path}")
+    return known
+
+
 def _write_clip_list(path: Path, clips: list[EnrollmentClip], ids: list[str]) -> Path:
     with path.open("w", newline="") as f:
         w = csv.writer(f)
@@ -138,8 +155,7 @@ def enroll(ws: Workspace, clips_dir: Path, machine_type: str, section: str, doma
     version, section, domain and clip contents) returns the version it registered the first time."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    if not DOMAIN_NAME.match(domain or ""):
-        raise EnrollmentError(f"--domain {domain!r}: use 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit")
+    check_domain(domain)
     section = normalise_section(section)
     m = load_model(ws, model, tracking_uri)
     try:
@@ -163,6 +179,20 @@ def enroll(ws: Workspace, clips_dir: Path, machine_type: str, section: str, doma
         tables.publish(ws)  # a run that died after its Parquet: complete it
         log(f"already enrolled: {m.name} version {done} holds these {len(clips)} clips of {domain} ({enrollment_id})")
         return _result_from_rows(ws, enrollment_id, clips, timings)
+
+    known = _known_references(bundle, ws, dataset, machine_type, section)
+    already = [(c, known[c.sha256]) for c in clips if c.sha256 in known]
+    if already and len(already) == len(clips) and all(w.startswith("enrolled") for _, w in already):
+        log(f"already enrolled: {m.name} version {m.version} holds these {len(clips)} clips ({already[0][1]}); "
+            "nothing new registered")
+        return EnrollmentResult(m.name, m.version, m.version, dataset, machine_type, section, domain, enrollment_id,
+                                len(clips), -1, -1, float("nan"), float("nan"), 0.0, already_enrolled=True, sha256=shas,
+                                timings=timings)
+    if already:  # a reference twice is its own nearest neighbour at distance 0: its rho, and its neighbours', collapse
+        listed = "\n  ".join(f"{c.path}: already a reference of {machine_type}/section_{section} in version {m.version} "
+                              f"({why})" for c, why in already[:10])
+        raise EnrollmentError(f"{len(already)} of the {len(clips)} clips in {folder} are already references of the section; "
+                              f"remove them from the folder (nothing was stored or registered):\n  {listed}")
 
     log(f"embedding {len(clips)} clips with {m.card['name']} (version {m.card['version']}) ...")
     t = time.perf_counter()

@@ -9,6 +9,9 @@ from pathlib import Path
 from flows.cli.common import add_tracking_uri, add_workspace
 
 
+MAX_PRINTED = 20  # anomalies listed by path (highest scores); the rest are one query away
+
+
 def _print_report(r: dict) -> None:
     from asd_core.textable import format_table
 
@@ -23,9 +26,13 @@ def _print_report(r: dict) -> None:
     if per_section:
         print(format_table([{**row, "max_score": f"{row['max_score']:.4f}"} for _, row in sorted(per_section.items())]))
         print()
-    for d in sorted((d for d in r["detections"] if d["decision"]), key=lambda d: -d["score"]):
+    anomalies = sorted((d for d in r["detections"] if d["decision"]), key=lambda d: -d["score"])
+    for d in anomalies[:MAX_PRINTED]:
         print(f"  anomaly: {d['path']}: score {d['score']:.4f} > threshold {d['threshold']:.4f} "
               f"({d['machine_type']}/section_{d['section']}, recorded {d['recorded_at']:%Y-%m-%d %H:%M:%S})")
+    if len(anomalies) > MAX_PRINTED:
+        print(f"  ... and {len(anomalies) - MAX_PRINTED} more: asd sql \"SELECT * FROM detections WHERE batch_id = "
+              f"'{r['batch_id']}' AND decision = 1 ORDER BY score DESC\"")
     print(f"{r['model_name']} version {r['model_version']}: {r['scored']} clips scored ({r['anomalies']} anomalous), "
           f"{r['quarantined']} quarantined, {r['already_scored']} already scored, "
           f"{r['already_quarantined']} already quarantined (batch {r['batch_id']})")
@@ -52,19 +59,26 @@ def cmd_monitor(args) -> int:
 
 
 def cmd_enroll(args) -> int:
+    from asd_core.enrollment.clips import check_domain, find_wavs
+
+    check_domain(args.domain)  # the cheap mistakes answer before Prefect starts
+    if not find_wavs(args.clips_dir):
+        raise ValueError(f"{args.clips_dir}: no WAV files to enroll")
     from flows.enroll import enroll_flow
 
     r = enroll_flow(clips_dir=str(args.clips_dir), machine_type=args.machine_type, section=args.section, domain=args.domain,
                     workspace=str(args.workspace), model=args.model, tracking_uri=args.tracking_uri)
     where = f"{r['machine_type']}/section_{r['section']}"
     if r["already_enrolled"]:
-        print(f"{r['name']} version {r['version']} already holds these {r['clips']} clips as domain {r['domain']} of {where} "
-              f"(enrolled into version {r['parent_version']}); nothing new registered")
+        origin = ("by an earlier enrollment in its lineage" if r["version"] == r["parent_version"]
+                  else f"enrolled into version {r['parent_version']}")
+        print(f"{r['name']} version {r['version']} already holds these {r['clips']} clips of {where} ({origin}); "
+              "nothing new registered")
         return 0
     print(f"enrolled {r['clips']} clips as domain {r['domain']} of {where}: {r['references_before']} -> "
           f"{r['references_after']} references, threshold {r['threshold_before']:.6g} -> {r['threshold_after']:.6g}")
     print(f"registered {r['name']} version {r['version']} (alias challenger; parent version {r['parent_version']} untouched); "
-          f"`asd promote --version {r['version']}` makes it the champion")
+          f"`asd promote --version {r['version']} --workspace {args.workspace}` makes it the champion")
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in r["timings"].items())
     print(f"timings: {timings}")
     return 0
