@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("asd").setLevel(logging.INFO)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    for name in ("prefect.flow_runs", "prefect.task_runs"):  # filters survive Prefect's own logging set-up
+        logging.getLogger(name).addFilter(_hide_reported_errors)
     try:
         workspace = session_workspace(args)  # checked before any flow, so a bad workspace fails at once
         from asd_core.storage.cleanup import workspace_session
@@ -51,6 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (prefect_server.install)
         print(f"error: {str(exc) or 'interrupted'}", file=sys.stderr)
         return 130
+
+
+def _hide_reported_errors(record: logging.LogRecord) -> bool:
+    """Drop Prefect's traceback of an error this command reports itself in one ``error:`` line
+    (ValueError / OSError: our own messages name the file and the problem); keep every other one."""
+    exc = record.exc_info[1] if record.exc_info else None
+    return not isinstance(exc, (ValueError, OSError))
 
 
 def flow_workspace(args):
