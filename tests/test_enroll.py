@@ -91,6 +91,36 @@ def test_clip_checks_name_every_bad_file(tmp_path):
     assert all(c.wave.dtype == np.float32 and c.wave.shape == (16000,) for c in good)
 
 
+def test_an_enrollment_written_but_not_published_is_published_once(tmp_path):
+    """Parquet first, DuckDB after: an enrollment killed in between is completed by the next publish."""
+    from datetime import datetime
+
+    import pyarrow as pa
+
+    from asd_core.config import Workspace
+    from asd_core.enrollment import tables
+    from asd_core.schemas import ENROLLMENTS
+    from asd_core.storage.atomic import write_parquet_atomic
+    from asd_core.storage.catalog import connect
+
+    def rows(eid: str, n: int) -> list[dict]:
+        return [{"enrollment_id": eid, "model_name": "m", "model_version": "2", "parent_version": "1", "dataset": "demo",
+                 "machine_type": "fan", "section": "00", "domain": "line2", "clip_id": f"{eid}{i}", "sha256": f"{eid}{i}",
+                 "path": f"/x/{i}.wav", "threshold_before": 1.0, "threshold_after": 1.1,
+                 "enrolled_at": datetime(2026, 12, 1)} for i in range(n)]
+
+    ws = Workspace(tmp_path / "ws")
+    write_parquet_atomic(pa.Table.from_pylist(rows("e1", 3), schema=ENROLLMENTS), tables.enrollment_file(ws, "e1"),
+                         ENROLLMENTS)
+    assert tables.publish(ws) == 3
+    assert tables.publish(ws) == 0
+    tables.write_enrollment(ws, "e2", rows("e2", 2))  # writes and publishes
+    assert tables.publish(ws) == 0
+    with connect(ws, read_only=True) as con:
+        assert con.execute("SELECT enrollment_id, count(*) FROM enrollments GROUP BY ALL ORDER BY ALL").fetchall() == \
+            [("e1", 3), ("e2", 2)]
+
+
 # --- slow: a registered model, real WAV files, the CLI ------------------------------------------------
 
 @pytest.fixture(scope="module")

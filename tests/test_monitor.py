@@ -113,6 +113,14 @@ def test_a_batch_written_but_not_published_is_published_once(tmp_path):
     assert publish(ws) == {"detections": 0, "monitor_quarantine": 0}
     with connect(ws, read_only=True) as con:
         assert con.execute("SELECT score, decision FROM detections").fetchall() == [(1.5, 1)]
+    # both tables in one publish; the same key scored again replaces its detection
+    write_batch(ws, "detections", "b3", [{**row, "score": 0.5, "decision": 0, "batch_id": "b3"}])
+    write_batch(ws, "monitor_quarantine", "b3", [
+        {"path": "/x/b.wav", "sha256": None, "machine_type": None, "section": None, "model_name": "m", "model_version": "1",
+         "stage": "read", "reason": "broken", "scored": False, "file_size": 3, "quarantined_at": MTIME, "batch_id": "b3"}])
+    assert publish(ws) == {"detections": 0, "monitor_quarantine": 1}
+    with connect(ws, read_only=True) as con:
+        assert con.execute("SELECT score, decision, batch_id FROM detections").fetchall() == [(0.5, 0, "b3")]
 
 
 # --- slow: a registered model and a real INCOMING tree ---------------------------------------------

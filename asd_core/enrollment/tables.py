@@ -15,8 +15,8 @@ from asd_core.hashing import text_id
 from asd_core.schemas import CLIPS, ENROLLMENTS
 from asd_core.storage.atomic import read_parquet_or_empty, write_parquet_atomic
 from asd_core.storage.audio import audio_partition_writer, stored_audio_dtype
-from asd_core.storage.catalog import publish_ingest, transaction
-from asd_core.storage.paths import all_files, audio_file, clips_file, hive_value
+from asd_core.storage.catalog import publish_batches, publish_ingest, transaction
+from asd_core.storage.paths import all_files, audio_file, clips_file
 
 SCHEME = "enrollment"  # clips.scheme of enrolled clips (the others name a DCASE / MIMII naming scheme)
 
@@ -71,14 +71,7 @@ def write_enrollment(ws: Workspace, enrollment_id: str, rows: list[dict]) -> Non
 def publish(ws: Workspace) -> int:
     """Insert the enrollments DuckDB does not hold yet (a run killed after its Parquet is completed here)."""
     with transaction(ws) as con:
-        have = {r[0] for r in con.execute("SELECT DISTINCT enrollment_id FROM enrollments").fetchall()}
-        missing = [str(f) for f in all_files(ws, "enrollments") if hive_value(f.parent) not in have]
-        if not missing:
-            return 0
-        before = con.execute("SELECT count(*) FROM enrollments").fetchone()[0]
-        con.execute("INSERT INTO enrollments BY NAME SELECT * FROM read_parquet(?, union_by_name = true, hive_partitioning = false)",
-                    [missing])
-        return con.execute("SELECT count(*) FROM enrollments").fetchone()[0] - before
+        return publish_batches(con, "enrollments", all_files(ws, "enrollments"), "enrollment_id")
 
 
 def registered_version(ws: Workspace, enrollment_id: str) -> str | None:

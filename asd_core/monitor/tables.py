@@ -18,9 +18,9 @@ import pyarrow as pa
 from asd_core.config import Workspace
 from asd_core.schemas import DETECTIONS, MONITOR_QUARANTINE
 from asd_core.storage.atomic import write_parquet_atomic
-from asd_core.storage.catalog import transaction
+from asd_core.storage.catalog import publish_batches, transaction
 from asd_core.storage.lock import exclusive_lock
-from asd_core.storage.paths import all_files, hive_value
+from asd_core.storage.paths import all_files
 
 ARTIFACTS = {"detections": DETECTIONS, "monitor_quarantine": MONITOR_QUARANTINE}
 
@@ -70,23 +70,13 @@ def quarantined_keys(ws: Workspace, model_name: str, model_version: str) -> set[
     return set(rows)
 
 
-def _batch_id(path: Path) -> str:
-    return hive_value(path.parent)
-
-
 def publish(ws: Workspace) -> dict[str, int]:
-    """Insert every Parquet batch the DuckDB tables lack, in one transaction; returns rows added per table."""
-    added = {}
+    """Insert every Parquet batch the DuckDB tables lack, in one transaction; returns rows added per table.
+    ``detections`` replaces a row whose key (content, machine type, section, model name and version) it already holds."""
     with transaction(ws) as con:
-        for artifact in ARTIFACTS:
-            have = {r[0] for r in con.execute(f"SELECT DISTINCT batch_id FROM {artifact}").fetchall()}
-            missing = [str(f) for f in all_files(ws, artifact) if _batch_id(f) not in have]
-            before = con.execute(f"SELECT count(*) FROM {artifact}").fetchone()[0]
-            if missing:
-                verb = "INSERT OR REPLACE" if artifact == "detections" else "INSERT"
-                con.execute(f"{verb} INTO {artifact} BY NAME SELECT * FROM read_parquet(?, union_by_name = true, hive_partitioning = false)", [missing])
-            added[artifact] = con.execute(f"SELECT count(*) FROM {artifact}").fetchone()[0] - before
-    return added
+        return {artifact: publish_batches(con, artifact, all_files(ws, artifact), "batch_id",
+                                          "INSERT OR REPLACE" if artifact == "detections" else "INSERT")
+                for artifact in ARTIFACTS}
 
 
 @contextmanager

@@ -20,7 +20,7 @@ from typing import Iterator
 import duckdb
 
 from asd_core.config import Workspace
-from asd_core.storage.paths import all_files
+from asd_core.storage.paths import all_files, hive_value
 
 logger = logging.getLogger("asd.catalog")
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
@@ -109,6 +109,32 @@ def publish_ingest(ws: Workspace) -> None:
             )
         else:
             con.execute("DROP VIEW IF EXISTS audio")
+
+
+PUBLISH_VERBS = ("INSERT", "INSERT OR REPLACE")
+
+
+def publish_batches(con: duckdb.DuckDBPyConnection, table: str, files: list[Path], id_column: str,
+                    verb: str = "INSERT") -> int:
+    """Insert into ``table`` every Parquet batch whose id (the value of its partition folder,
+    ``<key>=<id>/``) ``table.<id_column>`` lacks yet; returns the rows added.
+
+    Batches are immutable and published whole, so an id seen in DuckDB means the whole file is
+    there: a run killed between writing its Parquet and publishing is completed by the next
+    publish, without duplicates. Runs on the caller's connection (inside its transaction), so
+    several tables can publish together; ``verb`` ``INSERT OR REPLACE`` replaces rows whose
+    primary key is already held.
+    """
+    if verb not in PUBLISH_VERBS:
+        raise ValueError(f"verb must be one of {PUBLISH_VERBS}, not {verb!r}")
+    have = {r[0] for r in con.execute(f"SELECT DISTINCT {id_column} FROM {table}").fetchall()}
+    missing = [str(f) for f in files if hive_value(f.parent) not in have]
+    if not missing:
+        return 0
+    before = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    con.execute(f"{verb} INTO {table} BY NAME SELECT * FROM read_parquet(?, union_by_name = true, hive_partitioning = false)",
+                [missing])
+    return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] - before
 
 
 def publish_run(ws: Workspace, run: dict, scores_path: Path, thresholds_path: Path) -> None:
