@@ -73,6 +73,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow  # runs every stage's entry point in a subprocess: ~15 s
 def test_modules_loaded_at_run_time_are_in_the_closure():
     """An independent computation: what Python actually imports for each entry point."""
     entries = sorted(set(STAGE_ENTRY.values()))

@@ -347,6 +347,7 @@ def command(tmp_path, prefect_home):
                 pass
 
 
+@pytest.mark.slow  # starts a command and its Prefect server: ~30 s
 def test_sigkill_of_a_command_takes_its_prefect_server_along(command):
     proc, server = command()
     proc.kill()
@@ -355,6 +356,7 @@ def test_sigkill_of_a_command_takes_its_prefect_server_along(command):
     assert gone is not None, "the temporary Prefect server outlived its command"
 
 
+@pytest.mark.slow  # a command and its Prefect server per signal: ~18 s each
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
 def test_ctrl_c_or_sigterm_stops_a_command_in_seconds_in_one_line(command, sig):
     proc, server = command()

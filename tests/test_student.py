@@ -90,6 +90,7 @@ def test_student_loss_decreases_and_is_deterministic_across_resume(ws, teacher):
     assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in hist]
 
 
+@pytest.mark.slow  # the module's mixtures and the session's teacher: ~45 s of setup
 def test_student_encoder_and_oracle(ws, teacher):
     from asd_core.encoders import get_encoder
     from asd_core.mixing.noise_library import read_noise_library
@@ -113,6 +114,7 @@ def test_student_encoder_and_oracle(ws, teacher):
     np.testing.assert_array_equal(oracle.embed(x), t.embed(x))
 
 
+@pytest.mark.slow  # needs the module's mixed workspace
 def test_beats_teacher_gives_a_beats_checkpoint_student(ws, tmp_path):
     from asd_core.encoders import get_encoder
     from asd_core.models.beats import BEATs, BEATsConfig
@@ -133,6 +135,7 @@ def test_beats_teacher_gives_a_beats_checkpoint_student(ws, tmp_path):
     assert student.dim == 32 and student.embed([np.zeros(16000, np.float32) + 0.01]).shape == (1, 32)
 
 
+@pytest.mark.slow  # needs the module's mixed workspace
 def test_missing_inputs_are_clear_errors(ws, tmp_path):
     with pytest.raises(FileNotFoundError, match="teacher not found"):
         train_student(ws, tmp_path / "nope", _cfg())

@@ -54,6 +54,7 @@ def _class_separation(emb: np.ndarray, labels: np.ndarray, reference: np.ndarray
     return float(dist[~same].mean() / dist[same].mean())
 
 
+@pytest.mark.slow  # trains and embeds: ~15 s
 def test_embeddings_separate_anomalies_and_training_separates_classes(ws, trained, teacher_config):
     """The trained teacher against an untrained net of the same seed (what ``train_teacher`` starts
     from), both read out the same ways. Anomaly AUC alone cannot tell them apart on the demo data
