@@ -51,6 +51,19 @@ def test_refit_equals_float64_brute_force_and_leaves_the_parent_untouched(tmp_pa
         assert scores[5:].mean() < 3 * scores[:5].mean()
 
 
+def test_refit_refuses_references_that_are_not_a_plain_array(tmp_path):
+    """The parent's references are read by index_store.load_array: a pickled .npy is refused naming the file."""
+    rng = np.random.default_rng(4)
+    refs = rng.normal(size=(20, 8)).astype(np.float32)
+    det = make_detector(ScoringConfig(normalization="knn", k=2)).fit(refs)
+    parent = tmp_path / "parent"
+    index_store.save(parent, det, det.threshold_, "h", {"references": len(refs)})
+    np.save(parent / "references.npy", np.array([{"not": "numbers"}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match=r"references.npy: not a plain numeric array"):
+        refit_section(parent, tmp_path / "child", refs[:3], ["a", "b", "c"], "line2")
+    assert not (tmp_path / "child").exists()
+
+
 def _wav(path: Path, seconds: float = 1.0, rate: int = 16000, seed: int = 0, subtype: str = "PCM_16") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, 0.1 * np.random.default_rng(seed).standard_normal(int(seconds * rate)).astype(np.float32), rate,

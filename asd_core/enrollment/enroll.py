@@ -83,7 +83,7 @@ def refit_section(parent: Path, out: Path, vectors: np.ndarray, ids: list[str], 
     if not refs_file.exists():
         raise EnrollmentError(f"{parent}: this model version predates stored references (index version "
                               f"{manifest.get('version')}); register its run again, then enroll into the new version")
-    refs = index_store._load_array(refs_file)
+    refs = index_store.load_array(refs_file)
     if vectors.shape[1] != refs.shape[1]:
         raise EnrollmentError(f"{parent}: the encoder gives {vectors.shape[1]}-d vectors, the section's references are "
                               f"{refs.shape[1]}-d")

@@ -76,17 +76,18 @@ def _restore(folder: Path, cfg: ScoringConfig, manifest: dict) -> tuple[NearestR
     faiss_file, refs_file = folder / "index.faiss", folder / "references.npy"
     partition = None
     if "ivf" in manifest:
-        partition = IVFPartition(_load_array(folder / "ivf_centroids.npy"), _load_array(folder / "ivf_lists.npy"),
+        partition = IVFPartition(load_array(folder / "ivf_centroids.npy"), load_array(folder / "ivf_lists.npy"),
                                  manifest["ivf"]["nprobe"])
     index = NormalizedIndex(cfg.metric, manifest["mode"], faiss.read_index(str(faiss_file)) if faiss_file.exists() else None,
-                            _load_array(refs_file) if refs_file.exists() else None, _load_array(folder / "rho.npy"),
+                            load_array(refs_file) if refs_file.exists() else None, load_array(folder / "rho.npy"),
                             partition=partition)
     det = NearestReference.restore(cfg, index, manifest["dim"], manifest["n_references"], manifest["threshold"])
     return det, manifest["threshold"]
 
 
-def _load_array(path: Path) -> np.ndarray:
-    """A plain numeric ``.npy`` (never a pickle); anything else is refused naming the file."""
+def load_array(path: Path) -> np.ndarray:
+    """A plain numeric ``.npy`` of an index folder (never a pickle: bundles may come from elsewhere);
+    anything else is a ValueError naming the file. Every reader of index arrays goes through here."""
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
