@@ -19,6 +19,15 @@ section that no training set contains (other attribute values, other background)
 
 Without it the output is byte-identical to what it was before the option existed.
 
+With ``channels=2`` (``--channels 2``, DCASE 2026-style) every clip above (not the noise library,
+which stays mono) is a two-channel file: channel 0 the near microphone, sample for sample the
+one-channel clip; channel 1 the far microphone (``asd_core.demo.microphones``: the machine 10-20 dB
+weaker and 2-15 ms later, the site's noise stronger and correlated with channel 0's). Also::
+
+    microphones.csv     path (relative to OUT), far_gain_db, far_delay_ms, far_noise_gain_db of every clip
+
+With ``channels=1`` (the default) the output is byte-identical to what it was before the option existed.
+
 Every clip draws from its own generator seeded by (seed, machine, section, split, domain,
 label, index), so the output is identical for a seed whatever the order of work.
 """
@@ -37,6 +46,7 @@ import soundfile as sf
 
 from asd_core.config import PIPELINE_SAMPLE_RATE
 from asd_core.demo.machines import MACHINES, Anomaly, domain_background, section_params
+from asd_core.demo.microphones import FarMicrophone, MicPair, two_microphones
 from asd_core.demo.noise import NOISE_CLASSES, render_noise
 from asd_core.progress import Progress
 
@@ -136,14 +146,38 @@ def _plan_held_out(out: Path, machine: str, size: DemoSize, seed: int, enroll: i
     return jobs
 
 
-def _render(job: _Job, size: DemoSize, seed: int) -> None:
+@dataclass(frozen=True)
+class _Clip:
+    """One rendered clip: its samples (n, or n x 2 with channels=2) and, with two channels, the
+    unscaled parts of both microphones and the factor that scaled them to ``audio``."""
+
+    audio: np.ndarray
+    pair: MicPair | None = None
+    scale: float = 1.0
+
+
+def _render_clip(job: _Job, size: DemoSize, seed: int, channels: int = 1) -> _Clip:
     n = int(size.duration_s * SAMPLE_RATE)
     sec = section_params(np.random.default_rng((seed, _key(job.machine), job.section, 7)))
     rng = np.random.default_rng(job.seed + (1,))
     x = MACHINES[job.machine].render(rng, n, SAMPLE_RATE, sec, job.attrs, job.anomaly)
-    x = x / (np.sqrt(np.mean(x * x)) + 1e-12) + domain_background(rng, n, job.domain)
-    x = LEVEL_RMS * x / np.sqrt(np.mean(x * x))
-    _write(job.path, x)
+    machine = x / (np.sqrt(np.mean(x * x)) + 1e-12)
+    background = domain_background(rng, n, job.domain)
+    x = machine + background
+    level = np.sqrt(np.mean(x * x))
+    near = LEVEL_RMS * x / level  # the one-channel clip, unchanged since before two channels existed
+    if channels == 1:
+        return _Clip(near)
+    # the far microphone draws from a generator of its own, so channel 0 stays the one-channel clip
+    pair = two_microphones(np.random.default_rng(job.seed + (2,)), machine, background, job.domain, SAMPLE_RATE)
+    return _Clip(np.stack([near, LEVEL_RMS * pair.far_mix / level], axis=1), pair, LEVEL_RMS / level)
+
+
+def _render(job: _Job, size: DemoSize, seed: int, channels: int = 1) -> FarMicrophone | None:
+    """Render and write one clip; returns its far-microphone placement (None with one channel)."""
+    clip = _render_clip(job, size, seed, channels)
+    _write(job.path, clip.audio)
+    return clip.pair.far if clip.pair else None
 
 
 def _write(path: Path, x: np.ndarray) -> None:
@@ -152,12 +186,16 @@ def _write(path: Path, x: np.ndarray) -> None:
 
 
 def make_demo_data(out: Path, seed: int = 0, size: str | DemoSize = "small", workers: int = 2,
-                   held_out: bool = False, held_out_enroll: int | None = None) -> dict:
+                   held_out: bool = False, held_out_enroll: int | None = None, channels: int = 1) -> dict:
     """Write the demo tree under ``out``; returns counts. Re-running with the same seed rewrites identical files.
 
     ``held_out``: also write the held-out domain under ``out/held_out`` (module docstring);
-    ``held_out_enroll``: its enrollment clips per section (default: the size's, 10).
+    ``held_out_enroll``: its enrollment clips per section (default: the size's, 10);
+    ``channels``: 1 (mono, DCASE 2023-style) or 2 (DCASE 2026-style near and far microphones,
+    ``asd_core.demo.microphones``; each clip's far-microphone placement in ``out/microphones.csv``).
     """
+    if channels not in (1, 2):
+        raise ValueError(f"channels must be 1 or 2, got {channels!r}")
     spec = SIZES[size] if isinstance(size, str) else size
     out = Path(out)
     jobs = [job for m in spec.machines for job in _plan_machine(out, m, spec, seed)]
@@ -169,18 +207,21 @@ def make_demo_data(out: Path, seed: int = 0, size: str | DemoSize = "small", wor
         held = [job for m in spec.machines for job in _plan_held_out(out, m, spec, seed, enroll)]
     progress = Progress("make-demo-data", len(jobs) + len(held), "clips")
 
-    def render(job: _Job) -> None:
-        _render(job, spec, seed)
+    def render(job: _Job) -> FarMicrophone | None:
+        far = _render(job, spec, seed, channels)
         progress.update()
+        return far
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        list(pool.map(render, jobs + held))
+        placements = list(pool.map(render, jobs + held))
     progress.close()
     _write_attribute_csvs(out, jobs)
     _write_anomaly_truth(out, jobs)
     noise_files = _write_noise_library(out / "noise", spec, seed)
     counts = {"clips": len(jobs), "machines": list(spec.machines), "noise_files": noise_files,
               "anomalous": sum(j.anomaly is not None for j in jobs)}
+    if channels == 2:
+        counts["microphones"] = str(_write_microphones(out, jobs + held, placements))
     if held_out:
         _write_held_out_labels(out / HELD_OUT, held)
         counts["held_out"] = {
@@ -191,6 +232,18 @@ def make_demo_data(out: Path, seed: int = 0, size: str | DemoSize = "small", wor
             "attributes": {m: [_attr_suffix(a) for a in MACHINES[m].held_out_attributes] for m in spec.machines},
         }
     return counts
+
+
+def _write_microphones(out: Path, jobs: list[_Job], placements: list[FarMicrophone | None]) -> Path:
+    """``microphones.csv``: every two-channel clip's far-microphone placement (path relative to OUT)."""
+    path = out / "microphones.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "far_gain_db", "far_delay_ms", "far_noise_gain_db"])
+        for job, far in zip(jobs, placements):
+            w.writerow([job.path.relative_to(out).as_posix(), f"{far.gain_db:.3f}", f"{far.delay_ms:.4f}",
+                        f"{far.noise_gain_db:.3f}"])
+    return path
 
 
 def _write_held_out_labels(folder: Path, jobs: list[_Job]) -> None:

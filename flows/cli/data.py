@@ -32,9 +32,12 @@ def cmd_make_demo_data(args) -> int:
     if args.held_out_enroll is not None and not args.held_out_domain:
         raise ValueError("--held-out-enroll needs --held-out-domain")
     counts = make_demo_data(args.out, seed=args.seed, size=args.size, held_out=args.held_out_domain,
-                            held_out_enroll=args.held_out_enroll)
+                            held_out_enroll=args.held_out_enroll, channels=args.channels)
     print(f"wrote {counts['clips']} clips ({counts['anomalous']} anomalous) of {', '.join(counts['machines'])} "
           f"and {counts['noise_files']} noise files under {args.out}")
+    if "microphones" in counts:
+        print(f"two channels per clip (0: near microphone, 1: far microphone); each clip's far-microphone gain and "
+              f"delay in {counts['microphones']}")
     if "held_out" in counts:
         h = counts["held_out"]
         attrs = "; ".join(f"{m} {' / '.join(a)}" for m, a in h["attributes"].items())
@@ -115,6 +118,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "enroll_<nnnn>.wav (normal clips for asd enroll) and labels.csv (ground truth)")
     p.add_argument("--held-out-enroll", type=int, default=None, metavar="N",
                    help="enrollment clips per section of the held-out domain (default: 10; needs --held-out-domain)")
+    p.add_argument("--channels", type=int, choices=[1, 2], default=1,
+                   help="1: mono clips (DCASE 2023-style, the default); 2: DCASE 2026-style two-microphone clips, "
+                        "channel 0 the near microphone (the mono clip), channel 1 the far one (the machine 10-20 dB "
+                        "weaker and 2-15 ms later, the same site's noise 3-6 dB stronger, correlated with channel 0's "
+                        "but not a copy); each clip's far gain and delay in OUT/microphones.csv. The noise library "
+                        "stays mono")
     add_workspace(p, used=False)
     p.set_defaults(func=cmd_make_demo_data)
 
