@@ -5,6 +5,7 @@ stored or registered; end to end against a real MLflow registry, DuckDB file and
 from __future__ import annotations
 
 import hashlib
+import importlib
 import shutil
 from pathlib import Path
 
@@ -104,6 +105,50 @@ def test_clip_checks_name_every_bad_file(tmp_path):
     assert all(c.wave.dtype == np.float32 and c.wave.shape == (16000,) for c in good)
 
 
+def test_the_section_training_clips_are_read_in_one_query(tmp_path, monkeypatch):
+    """What enrollment checks clips against (training clips' paths and median duration) comes from one
+    connection: the section's training clips only, never enrolled clips, test clips or other sections."""
+    import statistics
+
+    import pyarrow as pa
+
+    from asd_core.config import Workspace
+    enroll_module = importlib.import_module("asd_core.enrollment.enroll")  # the package's `enroll` is the function
+    from asd_core.enrollment.enroll import TrainingClips, training_clips
+    from asd_core.schemas import CLIPS
+    from asd_core.storage.atomic import write_parquet_atomic
+    from asd_core.storage.catalog import connect, publish_ingest
+    from asd_core.storage.paths import clips_file
+
+    ws = Workspace(tmp_path / "ws")
+    assert training_clips(ws, "demo", "fan", "00") == TrainingClips()  # no database yet
+
+    def row(name: str, seconds: float, section="00", split="train", scheme="dcase2021+") -> dict:
+        return {"clip_id": name, "dataset": "demo", "scheme": scheme, "split": split, "machine_type": "fan",
+                "section": section, "domain": "source", "label": "normal", "attributes": [], "relative_path": f"{name}.wav",
+                "root": "/data", "sample_rate": 16000, "channels": 1, "num_samples": int(seconds * 16000),
+                "duration_s": seconds, "channel_selection": "mono", "pipeline_sample_rate": 16000, "file_size": 1,
+                "file_mtime_ns": 1, "sha256": f"sha-{name}"}
+
+    train = {"a": 10.0, "b": 9.7, "c": 10.3, "d": 0.1 + 0.2}  # an even count: the median is a mean of two
+    rows = [row(n, d) for n, d in train.items()]
+    rows += [row("t", 50.0, split="test"), row("o", 50.0, section="01"), row("e", 50.0, scheme="enrollment")]
+    write_parquet_atomic(pa.Table.from_pylist(rows, schema=CLIPS), clips_file(ws, "demo", "fan"), CLIPS)
+    publish_ingest(ws)
+
+    opened = []
+    real_connect = enroll_module.connect
+    monkeypatch.setattr(enroll_module, "connect", lambda *a, **k: opened.append(1) or real_connect(*a, **k))
+    got = training_clips(ws, "demo", "fan", "00")
+    assert len(opened) == 1
+    assert got.paths == {f"sha-{n}": f"/data/{n}.wav" for n in train}
+    with connect(ws, read_only=True) as con:  # what the aggregate gave before
+        agg = con.execute("SELECT median(duration_s) FROM clips WHERE section = '00' AND split = 'train' "
+                          "AND scheme <> 'enrollment'").fetchone()[0]
+    assert got.median_duration_s == agg == pytest.approx(statistics.median(train.values()))
+    assert training_clips(ws, "demo", "fan", "07") == TrainingClips()
+
+
 def test_an_enrollment_written_but_not_published_is_published_once(tmp_path):
     """Parquet first, DuckDB after: an enrollment killed in between is completed by the next publish."""
     from datetime import datetime
@@ -166,7 +211,7 @@ def _versions(ws) -> dict[str, dict]:
 
 
 @pytest.mark.slow
-def test_enroll_end_to_end(registered, tmp_path, capsys):
+def test_enroll_end_to_end(registered, tmp_path, capsys, monkeypatch):
     from asd_core.monitor import load_model
     from asd_core.storage.catalog import connect, query_rows
     from asd_core.tracking.store import TrackingConfig, client
@@ -190,7 +235,14 @@ def test_enroll_end_to_end(registered, tmp_path, capsys):
     refs1 = np.load(next((parent.folder).rglob("indexes/*/fan/section_00/references.npy")))
 
     argv = ["enroll", str(enroll_dir), "--machine-type", "fan", "--section", "0", "--domain", "line2", "--workspace", str(ws.root)]
+    enroll_module = importlib.import_module("asd_core.enrollment.enroll")  # the package's `enroll` is the function
+
+    opened = []
+    real_connect = enroll_module.connect
+    monkeypatch.setattr(enroll_module, "connect", lambda *a, **k: opened.append(1) or real_connect(*a, **k))
     assert main(argv) == 0
+    assert len(opened) == 1  # the section's training clips: one read for durations and known references
+    monkeypatch.undo()
     out = capsys.readouterr().out
     assert "enrolled 6 clips as domain line2 of fan/section_00" in out and "registered asd-encoder version 2" in out
 

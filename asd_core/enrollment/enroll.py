@@ -104,7 +104,30 @@ def refit_section(parent: Path, out: Path, vectors: np.ndarray, ids: list[str], 
     return SectionRefit(cfg, refs.shape[0], det.n_references_, float(manifest["threshold"]), float(det.threshold_), seconds)
 
 
-def _section_duration(bundle: Path, ws: Workspace, dataset: str, machine_type: str, section: str) -> float | None:
+@dataclass
+class TrainingClips:
+    """The section's training clips in the workspace (enrolled ones left out), read in one query:
+    what enrollment checks new clips against."""
+    paths: dict[str, str] = field(default_factory=dict)  # sha256 -> the clip's path
+    median_duration_s: float | None = None
+
+
+def training_clips(ws: Workspace, dataset: str, machine_type: str, section: str) -> TrainingClips:
+    """One read-only connection, one query (none without a database)."""
+    if not ws.duckdb_path.exists():
+        return TrainingClips()
+    with connect(ws, read_only=True) as con:
+        rows = con.execute("SELECT sha256, root || '/' || relative_path, median(duration_s) OVER () FROM clips "
+                           "WHERE dataset = ? AND machine_type = ? AND section = ? AND split = 'train' AND scheme <> ?",
+                           [dataset, machine_type, section, tables.SCHEME]).fetchall()
+    paths: dict[str, str] = {}
+    for sha, path, _ in rows:
+        paths.setdefault(sha, path)
+    median = rows[0][2] if rows else None
+    return TrainingClips(paths, None if median is None else float(median))
+
+
+def _section_duration(bundle: Path, training: TrainingClips, dataset: str, machine_type: str, section: str) -> float | None:
     """The section's median training clip duration: from the bundle (registered since enrollment
     exists), else the workspace's clips, else unknown."""
     sections = bundle / "sections.json"
@@ -112,15 +135,10 @@ def _section_duration(bundle: Path, ws: Workspace, dataset: str, machine_type: s
         for s in json.loads(sections.read_text()):
             if (s["dataset"], s["machine_type"], s["section"]) == (dataset, machine_type, section):
                 return s.get("median_duration_s")
-    if not ws.duckdb_path.exists():
-        return None
-    with connect(ws, read_only=True) as con:
-        row = con.execute("SELECT median(duration_s) FROM clips WHERE dataset = ? AND machine_type = ? AND section = ? "
-                          "AND split = 'train' AND scheme <> ?", [dataset, machine_type, section, tables.SCHEME]).fetchone()
-    return None if row is None or row[0] is None else float(row[0])
+    return training.median_duration_s
 
 
-def _known_references(bundle: Path, ws: Workspace, dataset: str, machine_type: str, section: str) -> dict[str, str]:
+def _known_references(bundle: Path, training: TrainingClips, dataset: str, machine_type: str, section: str) -> dict[str, str]:
     """sha256 -> why it is already a reference of the section: enrolled in this version's lineage
     (the bundle's enrollments.json), or a training clip of the workspace's dataset."""
     known: dict[str, str] = {}
@@ -129,13 +147,8 @@ def _known_references(bundle: Path, ws: Workspace, dataset: str, machine_type: s
         if (e["dataset"], e["machine_type"], e["section"]) == (dataset, machine_type, section):
             for sha in e["sha256"]:
                 known[sha] = f"enrolled as domain {e['domain']} into version {e['parent_version']}, enrollment {e['enrollment_id']}"
-    if ws.duckdb_path.exists():
-        with connect(ws, read_only=True) as con:
-            rows = con.execute("SELECT sha256, root || '/' || relative_path FROM clips WHERE dataset = ? AND machine_type = ? "
-                               "AND section = ? AND split = 'train' AND scheme <> ?",
-                               [dataset, machine_type, section, tables.SCHEME]).fetchall()
-        for sha, path in rows:
-            known.setdefault(sha, f"the training clip {path}")
+    for sha, path in training.paths.items():
+        known.setdefault(sha, f"the training clip {path}")
     return known
 
 
@@ -166,8 +179,9 @@ def enroll(ws: Workspace, clips_dir: Path, machine_type: str, section: str, doma
         raise EnrollmentError(f"{m.name} version {m.version}: normalization {det.config.normalization!r} cannot be refitted")
     bundle = bundle_dir(m.folder)
     parent_index = bundle / "indexes" / dataset / machine_type / f"section_{section}"
+    training = training_clips(ws, dataset, machine_type, section)
     clips = read_enrollment_clips(Path(clips_dir), m.sample_rate, det.config.k + 1,
-                                  _section_duration(bundle, ws, dataset, machine_type, section))
+                                  _section_duration(bundle, training, dataset, machine_type, section))
     folder = Path(clips_dir).expanduser().resolve()
     timings["read"] = time.perf_counter() - t0
     shas = [c.sha256 for c in clips]
@@ -180,7 +194,7 @@ def enroll(ws: Workspace, clips_dir: Path, machine_type: str, section: str, doma
         log(f"already enrolled: {m.name} version {done} holds these {len(clips)} clips of {domain} ({enrollment_id})")
         return _result_from_rows(ws, enrollment_id, clips, timings)
 
-    known = _known_references(bundle, ws, dataset, machine_type, section)
+    known = _known_references(bundle, training, dataset, machine_type, section)
     already = [(c, known[c.sha256]) for c in clips if c.sha256 in known]
     if already and len(already) == len(clips) and all(w.startswith("enrolled") for _, w in already):
         log(f"already enrolled: {m.name} version {m.version} holds these {len(clips)} clips ({already[0][1]}); "
