@@ -133,6 +133,36 @@ def test_swapped_roles_single_channels_and_upgrade_keep_content_keys(tmp_path, t
     assert len(fan3) == 6 and {r["channel_selection"] for r in fan3.values()} == {"1"}
 
 
+def test_other_channels_partition_is_written_only_with_rows_and_a_stale_one_removed(tmp_path, tree, monkeypatch):
+    """``audio_channels`` is never written empty: not for a mono dataset, not on a mono re-ingest of a
+    two-channel one (whose earlier partition is removed); kept far channels survive a partial re-ingest."""
+    from asd_core.ingest import partition
+
+    opened = []
+    real_writer = partition.audio_partition_writer
+    monkeypatch.setattr(partition, "audio_partition_writer", lambda path, *a, **k: opened.append(path) or real_writer(path, *a, **k))
+    ws = Workspace(tmp_path / "ws").ensure()
+    fan_x, valve_x = audio_channels_file(ws, "d26", "fan"), audio_channels_file(ws, "d26", "valve")
+
+    _ingest(ws, tree)  # two-channel fan: its far channels are written; mono valve: nothing
+    assert fan_x.exists() and pq.read_table(fan_x).column("role").to_pylist() == ["far"] * 6
+    assert fan_x in opened and valve_x not in opened and not valve_x.parent.exists()
+
+    opened.clear()
+    (tree / "fan" / "train" / "section_00_source_train_normal_0000_noAttribute.wav").unlink()
+    res = _ingest(ws, tree)  # nothing decoded: the kept clips' far channels are copied
+    assert res["fan"].decoded == 0 and res["fan"].written and fan_x in opened
+    assert len(channel_waves(ws, "far")) == 5 == pq.read_table(fan_x).num_rows
+
+    opened.clear()
+    res = _ingest(ws, tree, channel=0)  # one channel per clip (the mono file no longer quarantined): no other channel to store
+    assert res["fan"].decoded == 6 and fan_x not in opened and valve_x not in opened
+    assert not fan_x.exists() and not all_files(ws, "audio_channels")
+    con = duckdb.connect(str(ws.duckdb_path), read_only=True)
+    assert con.execute("SELECT count(*), count(*) FILTER (role = 'far') FROM audio").fetchone() == (10, 0)  # 6 fan, 4 valve
+    con.close()
+
+
 def test_far_channel_of_a_mono_dataset_is_an_error_and_changes_nothing(tmp_path, tree):
     ws = Workspace(tmp_path / "ws").ensure()
     _ingest(ws, tree)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import statistics
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from asd_core.config import IngestConfig, Workspace
 from asd_core.datasets import audio_io
@@ -23,7 +24,7 @@ from asd_core.datasets.scan import Candidate, QuarantineRecord
 from asd_core.progress import Progress
 from asd_core.schemas import CLIPS
 from asd_core.storage.atomic import read_parquet_or_empty, write_parquet_atomic
-from asd_core.storage.audio import audio_partition_writer, stored_audio_dtype
+from asd_core.storage.audio import audio_partition_writer, partition_clip_ids, stored_audio_dtype
 from asd_core.storage.paths import audio_channels_file, audio_file, clips_file
 
 logger = logging.getLogger("asd.ingest")
@@ -144,8 +145,8 @@ def ingest_group(
         xpath = audio_channels_file(ws, dataset, machine_type)
         with audio_partition_writer(apath, audio_dtype, cfg.audio.sample_rate, cfg.audio_rows_per_group,
                                     keep=reused_ids) as add_audio, \
-                audio_partition_writer(xpath, audio_dtype, cfg.audio.sample_rate, cfg.audio_rows_per_group,
-                                       keep=reused_ids) as add_other_channel:
+                _written_if_any(xpath, audio_dtype, cfg.audio.sample_rate, cfg.audio_rows_per_group,
+                                keep=reused_ids) as add_other_channel:
             for cand, info, selection, mtime_ns, sha in to_decode:
                 try:
                     channels = [(index, role, *audio_io.limit_full_scale(wave, info))
@@ -166,8 +167,6 @@ def ingest_group(
                 result.decoded += 1
                 result.decoded_bytes += info.file_size
                 progress.update()
-        if pq.ParquetFile(xpath).metadata.num_rows == 0:  # no multichannel clips kept: no partition
-            xpath.unlink()
         progress.close()
         result.decode_seconds = progress.elapsed
     rows = sorted([*kept.values(), *new_rows.values()], key=lambda r: (r["root"], r["relative_path"]))
@@ -180,6 +179,33 @@ def ingest_group(
     result.removed = len(old_rows.keys() - {r["clip_id"] for r in rows})
     result.written = True
     return result
+
+
+@contextmanager
+def _written_if_any(path: Path, storage_dtype: str, sample_rate: int, rows_per_group: int,
+                    keep: set[str]) -> Iterator[Callable[..., None]]:
+    """``audio_partition_writer`` for a partition most datasets leave empty (``audio_channels``): opened
+    only once it has a row to hold, a kept one of ``path`` or a first added wave. When none comes, no
+    file is written and one left by an earlier ingest (of clips that had other channels) is removed."""
+    keep = (keep & set(partition_clip_ids(path))) if path.exists() else set()
+    with ExitStack() as stack:
+        add = None
+
+        def open_writer() -> Callable[..., None]:
+            return stack.enter_context(audio_partition_writer(path, storage_dtype, sample_rate, rows_per_group, keep=keep))
+
+        if keep:
+            add = open_writer()
+
+        def add_lazily(*args, **kwargs) -> None:
+            nonlocal add
+            if add is None:
+                add = open_writer()
+            add(*args, **kwargs)
+
+        yield add_lazily
+        if add is None:
+            path.unlink(missing_ok=True)
 
 
 def _under(row: dict, folders: list[tuple[str, str]]) -> bool:
