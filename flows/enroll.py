@@ -21,10 +21,14 @@ def enroll_flow(clips_dir: str, machine_type: str, section: str, domain: str, wo
     """Embed the normal clips of ``clips_dir``, refit the section and register the result (alias challenger)."""
     log = get_run_logger()
     r = enroll(Workspace(Path(workspace)), Path(clips_dir), machine_type, section, domain, model, tracking_uri, log=log.info)
+    if r.already_enrolled:  # nothing refitted: no thresholds when the clips came in by an earlier enrollment in the lineage
+        description = f"{r.clips} clips of domain {r.domain} already held by {r.name} version {r.version}; nothing new registered"
+    else:
+        description = f"{r.clips} clips of domain {r.domain} enrolled into {r.name} version {r.parent_version}"
     create_table_artifact(
         key=ARTIFACT_KEY,
         table=[{"model": f"{r.name} version {r.version}", "parent_version": r.parent_version,
                 "section": f"{r.dataset}/{r.machine_type}/section_{r.section}", "domain": r.domain, "clips": r.clips,
                 "threshold_before": r.threshold_before, "threshold_after": r.threshold_after}],
-        description=f"{r.clips} clips of domain {r.domain} enrolled into {r.name} version {r.parent_version}")
+        description=description)
     return r.as_dict()

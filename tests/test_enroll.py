@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import shutil
 from pathlib import Path
 
@@ -179,6 +180,28 @@ def test_an_enrollment_written_but_not_published_is_published_once(tmp_path):
             [("e1", 3), ("e2", 2)]
 
 
+@pytest.mark.parametrize("version, origin", [("2", "by an earlier enrollment in its lineage"),
+                                             ("3", "enrolled into version 2")])
+def test_cli_prints_an_already_enrolled_result_without_placeholders(tmp_path, monkeypatch, capsys, version, origin):
+    """The no-op results carry None where nothing was refitted; the CLI says what holds the clips, no numbers."""
+    import flows.enroll
+    from flows.cli import main
+
+    for i in range(3):
+        _wav(tmp_path / "clips" / f"c{i}.wav", seed=i)
+    result = {"name": "asd-encoder", "version": version, "parent_version": "2", "dataset": "demo", "machine_type": "fan",
+              "section": "00", "domain": "line2", "enrollment_id": "e", "clips": 3, "references_before": None,
+              "references_after": None, "threshold_before": None if version == "2" else 1.5,
+              "threshold_after": None if version == "2" else 1.25, "refit_seconds": 0.0, "already_enrolled": True,
+              "sha256": [], "timings": {}}
+    monkeypatch.setattr(flows.enroll, "enroll_flow", lambda **_: result)
+    assert main(["enroll", str(tmp_path / "clips"), "--machine-type", "fan", "--section", "00", "--domain", "line2",
+                 "--workspace", str(tmp_path / "ws")]) == 0
+    out = capsys.readouterr().out
+    assert out == (f"asd-encoder version {version} already holds these 3 clips of fan/section_00 ({origin}); "
+                   "nothing new registered\n")
+
+
 # --- slow: a registered model, real WAV files, the CLI ------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -293,6 +316,12 @@ def test_enroll_end_to_end(registered, tmp_path, capsys, monkeypatch):
     assert main(argv) == 0
     assert "already holds these 6 clips" in capsys.readouterr().out
     assert set(_versions(ws)) == {"1", "2"} and len(_clips_of(ws, "domain = 'line2'")) == 6
+    from asd_core.enrollment import enroll
+
+    again = enroll(ws, enroll_dir, "fan", "0", "line2", log=lambda *_: None)  # its rows know the thresholds, not the counts
+    assert again.already_enrolled and (again.version, again.parent_version) == ("2", "1")
+    assert (again.references_before, again.references_after, again.threshold_before, again.threshold_after) == \
+        (None, None, thr1, thr2)
 
     # refused, nothing registered or stored: too few clips, unknown section, another sample rate
     few = tmp_path / "few"
@@ -319,6 +348,11 @@ def test_enroll_end_to_end(registered, tmp_path, capsys, monkeypatch):
     assert main(argv) == 0
     assert "version 2 already holds these 6 clips of fan/section_00 (by an earlier enrollment in its lineage)" in \
         capsys.readouterr().out
+    lineage = enroll(ws, enroll_dir, "fan", "00", "line2", log=lambda *_: None)  # nothing refitted, nothing known
+    assert lineage.already_enrolled and lineage.version == lineage.parent_version == "2"
+    assert (lineage.references_before, lineage.references_after, lineage.threshold_before, lineage.threshold_after) == \
+        (None, None, None, None)
+    json.dumps(lineage.as_dict(), allow_nan=False)  # no NaN placeholders
     mixed = tmp_path / "mixed"
     shutil.copytree(enroll_dir, mixed)
     for i, row in enumerate(normals[6:8]):

@@ -41,6 +41,8 @@ _NOT_INHERITED = ("promotion_",)
 
 @dataclass
 class EnrollmentResult:
+    """What an enrollment registered. ``already_enrolled``: nothing was refitted now, so the reference
+    counts are None; the thresholds too, except on a re-run of the very enrollment (read from its rows)."""
     name: str
     version: str
     parent_version: str
@@ -50,10 +52,10 @@ class EnrollmentResult:
     domain: str
     enrollment_id: str
     clips: int
-    references_before: int
-    references_after: int
-    threshold_before: float
-    threshold_after: float
+    references_before: int | None
+    references_after: int | None
+    threshold_before: float | None
+    threshold_after: float | None
     refit_seconds: float
     already_enrolled: bool = False
     sha256: list[str] = field(default_factory=list)
@@ -200,7 +202,7 @@ def enroll(ws: Workspace, clips_dir: Path, machine_type: str, section: str, doma
         log(f"already enrolled: {m.name} version {m.version} holds these {len(clips)} clips ({already[0][1]}); "
             "nothing new registered")
         return EnrollmentResult(m.name, m.version, m.version, dataset, machine_type, section, domain, enrollment_id,
-                                len(clips), -1, -1, float("nan"), float("nan"), 0.0, already_enrolled=True, sha256=shas,
+                                len(clips), None, None, None, None, 0.0, already_enrolled=True, sha256=shas,
                                 timings=timings)
     if already:  # a reference twice is its own nearest neighbour at distance 0: its rho, and its neighbours', collapse
         listed = "\n  ".join(f"{c.path}: already a reference of {machine_type}/section_{section} in version {m.version} "
@@ -286,7 +288,7 @@ def _result_from_rows(ws: Workspace, enrollment_id: str, clips: list[EnrollmentC
     rows = pq.read_table(tables.enrollment_file(ws, enrollment_id)).to_pylist()
     r = rows[0]
     return EnrollmentResult(r["model_name"], r["model_version"], r["parent_version"], r["dataset"], r["machine_type"],
-                            r["section"], r["domain"], enrollment_id, len(rows), -1, -1, r["threshold_before"],
+                            r["section"], r["domain"], enrollment_id, len(rows), None, None, r["threshold_before"],
                             r["threshold_after"], 0.0, already_enrolled=True, sha256=[c.sha256 for c in clips],
                             timings=timings)
 
