@@ -77,6 +77,9 @@ def embeddings_schema(dim: int) -> pa.Schema:
             # What the vector was computed from (storage/content.py): a clip's audio key, a noisy
             # clip's mixture key. Reuse needs it to match; files written before it existed have none.
             pa.field("content_key", pa.string()),
+            # The channel role the vector was computed from (near, far, mean, mono, ch<N>); null in
+            # files written before two-channel support (the clip's primary waveform).
+            pa.field("channel", pa.string()),
         ]
     )
 

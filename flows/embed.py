@@ -24,7 +24,7 @@ from asd_core.mixing.artifacts import check_planned_on, noisy_rows_by_partition
 from asd_core.mixing.noise_library import NoiseLibrary, read_noise_library
 from asd_core.mixing.render import MixtureBatches
 from asd_core.runtime import configure_threads
-from asd_core.storage.audio import partition_sample_rate
+from asd_core.storage.audio import ChannelError, StoredChannel, choose_channels, partition_sample_rate
 from asd_core.storage.content import clip_audio_keys, mixture_key
 from asd_core.storage.embeddings import write_encoder_card
 from asd_core.storage.paths import audio_partitions, noisy_embedding_file
@@ -32,9 +32,9 @@ from asd_core.storage.paths import audio_partitions, noisy_embedding_file
 
 @task(retries=1, cache_policy=NO_CACHE, task_run_name="embed-{machine_type}-{dataset}")
 def embed_task(ws: Workspace, encoder, machine_type: str, dataset: str, audio_path: Path, batch_size: int, workers: int,
-               threads: int | None = None):
+               threads: int | None = None, channel: StoredChannel | None = None):
     configure_threads(threads)  # this task may run in another process (a Dask worker)
-    return embed_partition(ws, encoder, machine_type, dataset, audio_path, batch_size, workers)
+    return embed_partition(ws, encoder, machine_type, dataset, audio_path, batch_size, workers, channel)
 
 
 def noisy_clips(ws: Workspace, encoder, machine_type: str, dataset: str, audio_path: Path, rows: list[dict],
@@ -62,12 +62,14 @@ def embed_noisy_task(ws: Workspace, encoder, machine_type: str, dataset: str, au
 @flow(name="asd-embed", task_runner=ThreadPoolTaskRunner(max_workers=1))
 def embed_flow(workspace: str = DEFAULT_WORKSPACE_NAME, encoder: str = "logmel-stats", batch_size: int = 16,
                threads: int | None = None, encoder_options: dict | None = None, workers: int = 0,
-               noisy: bool = False) -> dict:
+               noisy: bool = False, channel: str | int | None = None) -> dict:
     """Embed every ingested clip with ``encoder``; clips already embedded by this version are skipped.
 
     ``encoder_options`` go to the encoder (``beats``: checkpoint, layer, pooling, clip_seconds, clip_mode;
     ``teacher`` / ``student``: model; ``oracle``: teacher, lam). ``noisy`` also embeds the noisy
-    test clips planned by ``asd mix`` (audio regenerated from provenance).
+    test clips planned by ``asd mix`` (audio regenerated from provenance). ``channel``: which stored
+    channel to embed (``near``, ``far``, ``mean``, a channel index, ``ch<N>``; default: each clip's
+    primary waveform, the near microphone of two-channel recordings); datasets that lack it are left out.
     """
     log = get_run_logger()
     configure_threads(threads)
@@ -83,14 +85,23 @@ def embed_flow(workspace: str = DEFAULT_WORKSPACE_NAME, encoder: str = "logmel-s
         check_planned_on([r for rows in groups.values() for r in rows], clip_audio_keys(ws), "noisy test clips")
     for mt, ds, path in parts:  # checked before any work starts
         check_sample_rate(enc, partition_sample_rate(path), f"the audio of {ds}/{mt} ({path})")
+    chosen = choose_channels(parts, channel)
+    if noisy and any(not c.primary for c in chosen.values()):
+        raise ChannelError(f"--noisy embeds the noisy test clips rendered from each clip's primary waveform; "
+                           f"embed them without --channel (asked for {channel})")
+    for mt, ds, _ in parts:
+        if (mt, ds) not in chosen:
+            log.warning("%s/%s left out: it has no %s channel", ds, mt, channel)
     write_encoder_card(ws, enc)
-    futures = [embed_task.submit(ws, enc, mt, ds, path, batch_size, workers, threads) for mt, ds, path in parts]
+    futures = [embed_task.submit(ws, enc, mt, ds, path, batch_size, workers, threads, chosen[(mt, ds)])
+               for mt, ds, path in parts if (mt, ds) in chosen]
     if noisy:
         lib = read_noise_library(ws)
         futures += [embed_noisy_task.submit(ws, enc, mt, ds, path, groups[(mt, ds)], lib, batch_size, threads)
                     for mt, ds, path in parts if (mt, ds) in groups]
     results = [f.result() for f in futures]
     report = {"encoder": enc.name, "encoder_version": enc.version, "dim": enc.dim,
+              "channels": sorted({r.channel for r in results if r.channel}),
               "embedded": sum(r.embedded for r in results), "reused": sum(r.reused for r in results),
               "partitions": [asdict(r) for r in results]}
     log.info("embedded %d clips with %s (version %s, dim %d); %d already done",

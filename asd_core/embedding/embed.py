@@ -24,8 +24,9 @@ from asd_core.config import Workspace
 from asd_core.encoders.base import Encoder
 from asd_core.progress import Progress
 from asd_core.storage.atomic import atomic_path
-from asd_core.storage.audio import num_row_groups, partition_clip_ids, partition_sample_rate, wave_batches
-from asd_core.storage.content import clip_audio_keys
+from asd_core.storage.audio import (StoredChannel, channel_clip_ids, channel_file, channel_wave_batches, choose_channel,
+                                    num_row_groups, partition_sample_rate)
+from asd_core.storage.content import channel_key, clip_audio_keys
 from asd_core.storage.embeddings import EmbeddingsWriter, stored_keys
 from asd_core.storage.paths import embedding_file
 
@@ -45,6 +46,7 @@ class EmbedResult:
     embedded: int = 0
     reused: int = 0
     seconds: float = 0.0
+    channel: str | None = None  # the channel role embedded (None: not recorded, e.g. noisy clips)
 
 
 @dataclass
@@ -63,6 +65,7 @@ class ClipSource:
     sample_rate: int | None
     parts: bool = False
     what: str = "the audio"  # names the audio in errors
+    channel: str | None = None  # the channel role of the audio, recorded with each vector
 
 
 def check_sample_rate(encoder: Encoder, sample_rate: int | None, what: str) -> None:
@@ -74,30 +77,38 @@ def check_sample_rate(encoder: Encoder, sample_rate: int | None, what: str) -> N
 
 
 class AudioBatches(torch.utils.data.IterableDataset):
-    """(clip ids, float32 waveforms) batches of one stored audio partition, skipping ``done`` clips.
+    """(clip ids, float32 waveforms) batches of one stored channel of an audio partition, skipping
+    ``done`` clips.
 
     Row groups are dealt out to DataLoader workers, so reading and decoding Parquet overlaps
     with the encoder; each worker holds one row group at a time.
     """
 
-    def __init__(self, audio_path: Path, done: set[str], batch_size: int):
+    def __init__(self, audio_path: Path, done: set[str], batch_size: int, channel: StoredChannel | None = None):
         self.audio_path, self.done, self.batch_size = audio_path, done, batch_size
+        self.channel = channel or StoredChannel("primary", True)
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
-        groups = range(num_row_groups(self.audio_path))
+        groups = range(num_row_groups(channel_file(self.audio_path, self.channel)))
         if info is not None:
             groups = groups[info.id :: info.num_workers]
         done = self.done
-        yield from wave_batches(self.audio_path, self.batch_size, lambda c: c not in done, groups)
+        yield from channel_wave_batches(self.audio_path, self.channel, self.batch_size, lambda c: c not in done, groups)
 
 
-def stored_clips(ws: Workspace, machine_type: str, dataset: str, audio_path: Path, batch_size: int = 16) -> ClipSource:
-    """The ingested clips of one audio partition, each keyed by its audio key."""
+def stored_clips(ws: Workspace, machine_type: str, dataset: str, audio_path: Path, batch_size: int = 16,
+                 channel: StoredChannel | None = None) -> ClipSource:
+    """The ingested clips of one audio partition, each keyed by its audio key; with ``channel``
+    (storage/audio.py ``choose_channel``) another stored channel than the primary, keyed by its channel key."""
+    channel = channel or choose_channel(audio_path, None, f"{dataset}/{machine_type}")
     keys = clip_audio_keys(ws, machine_type, dataset)
-    return ClipSource({cid: keys.get(cid) for cid in partition_clip_ids(audio_path)},
-                      lambda done: AudioBatches(audio_path, done, batch_size), partition_sample_rate(audio_path),
-                      what=f"the audio of {dataset}/{machine_type} ({audio_path})")
+    if not channel.primary:
+        keys = {cid: channel_key(key, channel.role) for cid, key in keys.items()}
+    what = f"the {'audio' if channel.primary else channel.role + ' channel'} of {dataset}/{machine_type} ({audio_path})"
+    return ClipSource({cid: keys.get(cid) for cid in channel_clip_ids(audio_path, channel)},
+                      lambda done: AudioBatches(audio_path, done, batch_size, channel), partition_sample_rate(audio_path),
+                      what=what, channel=channel.role)
 
 
 def _as_is(item):
@@ -105,15 +116,19 @@ def _as_is(item):
 
 
 def embed_partition(ws: Workspace, encoder: Encoder, machine_type: str, dataset: str, audio_path: Path,
-                    batch_size: int = 16, workers: int = 0) -> EmbedResult:
+                    batch_size: int = 16, workers: int = 0, channel: StoredChannel | None = None) -> EmbedResult:
     """Embed every clip of one audio partition that has no embedding for this encoder version yet.
 
-    ``workers`` > 0 reads the audio in DataLoader worker processes; 0 reads in this process
-    (the better choice on 2 cores, where the encoder already uses both).
+    ``channel``: which stored channel (default: the primary waveform, written to ``embeddings.parquet``;
+    another role goes to ``embeddings.<role>.parquet``). ``workers`` > 0 reads the audio in DataLoader
+    worker processes; 0 reads in this process (the better choice on 2 cores, where the encoder already uses both).
     """
-    return embed_source(embedding_file(ws, encoder.name, encoder.version, machine_type, dataset), encoder,
-                        stored_clips(ws, machine_type, dataset, audio_path, batch_size), EmbedResult(machine_type, dataset),
-                        f"embed {encoder.name} {dataset}/{machine_type}", workers)
+    source = stored_clips(ws, machine_type, dataset, audio_path, batch_size, channel)
+    suffix = "" if channel is None or channel.primary else f" ({channel.role})"
+    return embed_source(embedding_file(ws, encoder.name, encoder.version, machine_type, dataset,
+                                       None if channel is None or channel.primary else channel.role),
+                        encoder, source, EmbedResult(machine_type, dataset, channel=source.channel),
+                        f"embed {encoder.name} {dataset}/{machine_type}{suffix}", workers)
 
 
 def embed_source(out_path: Path, encoder: Encoder, source: ClipSource, result: EmbedResult, label: str,
@@ -129,7 +144,8 @@ def embed_source(out_path: Path, encoder: Encoder, source: ClipSource, result: E
         result.reused = len(keep)
         return result
     progress = Progress(label, len(wanted) - len(keep), "clips")
-    with atomic_path(out_path) as tmp, EmbeddingsWriter(tmp, out_path, encoder.name, encoder.version, encoder.dim, keep) as writer:
+    with atomic_path(out_path) as tmp, EmbeddingsWriter(tmp, out_path, encoder.name, encoder.version, encoder.dim, keep,
+                                                                 source.channel) as writer:
         # spawn, not fork: a fork of a process running Prefect's threads and event loop is not safe
         loader = torch.utils.data.DataLoader(source.batches(keep), batch_size=None, num_workers=workers, collate_fn=_as_is,
                                              multiprocessing_context="spawn" if workers else None)

@@ -48,8 +48,12 @@ def config_hash(cfg: ScoringConfig) -> str:
     return json_id({"normalization": cfg.normalization, **cfg.params()}, 12)
 
 
-def section_dir(ws: Workspace, encoder: str, version: str, dataset: str, machine_type: str, section: str, cfg: ScoringConfig) -> Path:
-    return index_section_root(ws, encoder, version, dataset, machine_type, section) / config_hash(cfg)
+def section_dir(ws: Workspace, encoder: str, version: str, dataset: str, machine_type: str, section: str, cfg: ScoringConfig,
+                variant: str | None = None) -> Path:
+    """The index folder of one section and configuration; ``variant`` names vectors other than the
+    clips' primary waveform (another channel, a noise-reference residual: scoring/channels.py)."""
+    name = config_hash(cfg) if variant is None else f"{config_hash(cfg)}-{variant}"
+    return index_section_root(ws, encoder, version, dataset, machine_type, section) / name
 
 
 def load(folder: Path, cfg: ScoringConfig, input_hash: str) -> tuple[NearestReference, float] | None:

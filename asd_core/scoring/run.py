@@ -26,9 +26,10 @@ from asd_core.scoring.detector import ScoringConfig, make_detector
 from asd_core.scoring.distances import ScoringInputError
 from asd_core.scoring.sweep import AUTO, RunSpec, choose, domain_gap
 from asd_core.storage.atomic import write_parquet_atomic
-from asd_core.storage.content import AUDIO_KEY_COLUMNS, audio_key, mixture_key
-from asd_core.storage.embeddings import read_keyed_vectors
-from asd_core.storage.paths import all_files, embeddings_dir, hive_value, run_dir
+from asd_core.storage.content import AUDIO_KEY_COLUMNS, audio_key, channel_key, mixture_key
+from asd_core.storage.audio import partition_roles
+from asd_core.storage.embeddings import file_channel, read_keyed_vectors
+from asd_core.storage.paths import all_files, audio_file, embeddings_dir, hive_value, run_dir
 
 logger = logging.getLogger("asd.scoring")
 
@@ -43,6 +44,8 @@ class SectionInput:
     test_ids: list[str] = field(default_factory=list)
     refs: np.ndarray | None = None
     tests: np.ndarray | None = None
+    variant: str | None = None  # which channel(s) the vectors come from (channels.py); None: primary
+    keep_reference_scores: bool = False  # results carry the leave-one-out reference scores (fusion)
 
     @property
     def name(self) -> str:
@@ -60,15 +63,20 @@ class SectionResult:
     n_references: int
     index_reused: bool
     choice: dict | None = None  # an ``auto`` run: the value chosen and the criterion (sweep.py)
+    reference_scores: np.ndarray | None = None  # leave-one-out, in ref order (kept for channel fusion)
 
     @property
     def name(self) -> str:
         return f"{self.dataset}/{self.machine_type}/section_{self.section}"
 
 
-def run_id_for(encoder: str, version: str, cfg: ScoringConfig | RunSpec, noisy: bool = False) -> str:
-    """Hash of what defines a run; a run over clean + noisy test clips is another run."""
+def run_id_for(encoder: str, version: str, cfg: ScoringConfig | RunSpec, noisy: bool = False,
+               channels: dict | None = None) -> str:
+    """Hash of what defines a run; a run over clean + noisy test clips is another run, and so is one
+    of another channel, a fusion of channels or a noise-reference run (``channels``: channels.py
+    ``ChannelSpec.run_params``, empty for the primary waveform: run ids of mono data are unchanged)."""
     extra = {"test_set": "clean+noisy"} if noisy else {}
+    extra.update(channels or {})
     normalization = cfg.config.normalization if isinstance(cfg, RunSpec) else cfg.normalization
     return json_id({"encoder": encoder, "version": version, "normalization": normalization, **cfg.params(), **extra}, 12)
 
@@ -78,14 +86,22 @@ def machine_types_with_embeddings(ws: Workspace, encoder: str, version: str) -> 
     return sorted(hive_value(p) for p in base.glob("machine_type=*") if p.is_dir())
 
 
-def load_sections(ws: Workspace, encoder: str, version: str, machine_type: str, noisy: bool = False) -> list[SectionInput]:
+def load_sections(ws: Workspace, encoder: str, version: str, machine_type: str, noisy: bool = False,
+                  channel: str | None = None) -> list[SectionInput]:
     """Reference and test embeddings of every section of one machine type; with ``noisy`` the
-    noisy versions of the test clips (``asd mix``) join their clean clip's section as test clips."""
-    folder = embeddings_dir(ws, encoder, version) / f"machine_type={machine_type}"
-    files = sorted(folder.glob("*/embeddings.parquet"))
+    noisy versions of the test clips (``asd mix``) join their clean clip's section as test clips;
+    with ``channel`` the vectors of that stored channel (``asd embed --channel``), datasets without
+    it left out."""
+    files = channel_embedding_files(ws, encoder, version, machine_type, channel)
     if not files:
-        raise FileNotFoundError(f"no {encoder} embeddings (version {version}) for machine type {machine_type}; run `asd embed` first")
+        of = "" if channel is None else f" of the {channel} channel"
+        raise FileNotFoundError(f"no {encoder} embeddings{of} (version {version}) for machine type {machine_type}; "
+                                f"run `asd embed{'' if channel is None else ' --channel ' + channel}` first")
+    folder = embeddings_dir(ws, encoder, version) / f"machine_type={machine_type}"
     if noisy:
+        if channel is not None and any(f.name != "embeddings.parquet" for f in files):
+            raise ScoringInputError(f"noisy test clips are rendered from each clip's primary waveform, not the {channel} channel; "
+                                    "score them without --channel")
         noisy_files = sorted(folder.glob("*/noisy.parquet"))
         if not noisy_files:
             raise FileNotFoundError(f"no {encoder} embeddings of noisy test clips for machine type {machine_type}; "
@@ -116,6 +132,11 @@ def load_sections(ws: Workspace, encoder: str, version: str, machine_type: str, 
                 test_rows[key].append(row_of[c["clip_id"]])
                 section_of[c["clip_id"]] = key
     expected = dict(audio_keys)
+    for f in files:  # vectors of another channel than the primary carry that channel's key
+        if f.name not in ("embeddings.parquet", "noisy.parquet"):
+            for cid in pq.read_table(f, columns=["clip_id"]).column("clip_id").to_pylist():
+                if cid in expected:
+                    expected[cid] = channel_key(audio_keys[cid], channel)
     if noisy:
         for rows in noisy_rows_by_partition(ws, machine_type).values():
             for r in rows:
@@ -126,10 +147,29 @@ def load_sections(ws: Workspace, encoder: str, version: str, machine_type: str, 
                     expected[r["noisy_clip_id"]] = mixture_key(r, audio_keys[r["clip_id"]])
     _refuse_stale(encoder, machine_type, [(cid, stored_keys[row_of[cid]], expected[cid])
                                           for sec in sections.values() for cid in sec.ref_ids + sec.test_ids])
+    own_files = {hive_value(f.parent) for f in files if f.name not in ("embeddings.parquet", "noisy.parquet")}
     for key, sec in sections.items():
+        sec.variant = channel if sec.dataset in own_files else None  # a primary waveform shares the default indexes
         sec.refs = vectors[ref_rows[key]] if ref_rows[key] else np.empty((0, vectors.shape[1]), np.float32)
         sec.tests = vectors[test_rows[key]] if test_rows[key] else np.empty((0, vectors.shape[1]), np.float32)
     return [sections[k] for k in sorted(sections)]
+
+
+def channel_embedding_files(ws: Workspace, encoder: str, version: str, machine_type: str, channel: str | None) -> list[Path]:
+    """The embeddings files of one machine type holding ``channel``: ``embeddings.<role>.parquet``, or
+    ``embeddings.parquet`` where the role is the dataset's primary waveform (None: every primary file)."""
+    folder = embeddings_dir(ws, encoder, version) / f"machine_type={machine_type}"
+    files = []
+    for primary in sorted(folder.glob("*/embeddings.parquet")):
+        if channel is None:
+            files.append(primary)
+        elif (own := primary.with_name(f"embeddings.{channel}.parquet")).exists():
+            files.append(own)
+        else:
+            audio = audio_file(ws, hive_value(primary.parent), machine_type)
+            if channel in ({file_channel(primary)} | (set(partition_roles(audio)[0]) if audio.exists() else set())):
+                files.append(primary)
+    return files
 
 
 class StaleEmbeddingsError(ValueError):
@@ -183,9 +223,11 @@ def _score_auto(ws: Workspace, encoder: str, version: str, sec: SectionInput, sp
 def _score_fixed(ws: Workspace, encoder: str, version: str, sec: SectionInput, cfg: ScoringConfig,
                  fitted=None) -> SectionResult:
     try:
-        folder = index_store.section_dir(ws, encoder, version, sec.dataset, sec.machine_type, sec.section, cfg)
+        folder = index_store.section_dir(ws, encoder, version, sec.dataset, sec.machine_type, sec.section, cfg, sec.variant)
         input_hash = index_store.content_hash(sec.ref_ids, sec.refs)
-        cached = None if cfg.transductive or fitted is not None else index_store.load(folder, cfg, input_hash)
+        # fusion needs the leave-one-out reference scores, which a loaded index cannot give
+        reuse = not (cfg.transductive or fitted is not None or sec.keep_reference_scores)
+        cached = index_store.load(folder, cfg, input_hash) if reuse else None
         if cached:
             det, threshold = cached
         else:
@@ -197,10 +239,11 @@ def _score_fixed(ws: Workspace, encoder: str, version: str, sec: SectionInput, c
                           "target": sec.ref_domains.count("target")}
                 index_store.save(folder, det, threshold, input_hash, counts)
         scores = det.score(sec.tests, ids=sec.test_ids) if sec.test_ids else np.empty(0)
+        ref_scores = det.reference_scores() if sec.keep_reference_scores else None
     except ScoringInputError as exc:
         raise ScoringInputError(f"{sec.name}: {exc}") from None
     return SectionResult(sec.dataset, sec.machine_type, sec.section, sec.test_ids, scores, threshold,
-                         len(sec.ref_ids), cached is not None)
+                         len(sec.ref_ids), cached is not None, reference_scores=ref_scores)
 
 
 def write_run(ws: Workspace, run_id: str, results: list[SectionResult]) -> tuple[Path, Path]:

@@ -12,6 +12,7 @@ Readers get float32 in [-1, 1] either way and stream one row group at a time, so
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -23,11 +24,11 @@ import pyarrow.parquet as pq
 from asd_core.config import Workspace
 from asd_core.schemas import audio_schema
 from asd_core.storage.atomic import atomic_path
-from asd_core.storage.paths import all_files, audio_partitions
+from asd_core.storage.paths import all_files, audio_channels_path, audio_partitions
 
-__all__ = ["audio_partition_writer", "audio_partitions", "channel_waves", "from_storage", "num_row_groups",
-           "partition_clip_ids", "partition_sample_rate", "partition_waves", "read_waves", "stored_audio_dtype", "to_storage",
-           "wave_batches"]
+__all__ = ["ChannelError", "StoredChannel", "audio_partition_writer", "audio_partitions", "channel_wave_batches",
+           "channel_waves", "choose_channel", "choose_channels", "from_storage", "num_row_groups", "partition_clip_ids", "partition_roles",
+           "partition_sample_rate", "partition_waves", "read_waves", "stored_audio_dtype", "to_storage", "wave_batches"]
 
 READ_BATCH = 64  # rows per chunk of partition_waves
 
@@ -69,14 +70,18 @@ def partition_clip_ids(audio_path: Path) -> list[str]:
 
 
 def wave_batches(audio_path: Path, batch_size: int, keep: Callable[[str], bool] | None = None,
-                 row_groups: Iterable[int] | None = None) -> Iterator[tuple[list[str], list[np.ndarray]]]:
+                 row_groups: Iterable[int] | None = None, role: str | None = None
+                 ) -> Iterator[tuple[list[str], list[np.ndarray]]]:
     """(clip ids, float32 waveforms) of one audio partition, one row group at a time: each row group
     cut into chunks of ``batch_size`` rows, of which only the ids ``keep`` accepts are decoded and
     yielded (chunks left empty are skipped). ``row_groups`` limits the reading to those groups
-    (a DataLoader worker's share)."""
+    (a DataLoader worker's share); ``role`` to the rows of that channel role (``audio_channels``)."""
     pf = pq.ParquetFile(audio_path)
+    columns = ["clip_id", "waveform"] + (["role"] if role is not None else [])
     for g in range(pf.num_row_groups) if row_groups is None else row_groups:
-        table = pf.read_row_group(g, columns=["clip_id", "waveform"])
+        table = pf.read_row_group(g, columns=columns)
+        if role is not None:
+            table = table.filter(pc.fill_null(pc.equal(table.column("role"), role), False))
         for batch in table.to_batches(max_chunksize=batch_size):
             ids = batch.column("clip_id").to_pylist()
             sel = [i for i, c in enumerate(ids) if keep is None or keep(c)]
@@ -122,6 +127,131 @@ def channel_waves(ws: Workspace, role: str, wanted: set[str] | None = None) -> d
             for cid, value in zip(sel.column("clip_id").to_pylist(), sel.column("waveform")):
                 out[cid] = _wave(value)
     return out
+
+
+# --- choosing a channel -----------------------------------------------------------------------------
+
+MEAN = "mean"
+
+
+class ChannelError(ValueError):
+    """A channel that a partition does not store (``--channel far`` on mono data, a bad index)."""
+
+
+@dataclass(frozen=True)
+class StoredChannel:
+    """Which waveform of a partition's clips a stage reads: ``role`` (near, far, ch<N>, mono, mean)
+    and whether it is the partition's primary waveform (the one every stage reads by default);
+    ``mean`` that is not primary averages every stored channel of a clip."""
+
+    role: str
+    primary: bool
+
+
+def partition_roles(audio_path: Path) -> tuple[dict[str, int | None], dict[str, int | None]]:
+    """The channels one partition stores, as role -> channel index: those of its primary waveforms
+    and those of its ``audio_channels`` file (partitions written before channels had roles:
+    ``{"primary": None}``, nothing else)."""
+    found = []
+    for path in (audio_path, audio_channels_path(audio_path)):
+        roles: dict[str, int | None] = {}
+        if path.exists() and "role" in pq.read_schema(path).names:
+            table = pq.read_table(path, columns=["channel", "role"]).group_by(["role", "channel"]).aggregate([])
+            for role, channel in sorted(zip(table.column("role").to_pylist(), table.column("channel").to_pylist()),
+                                        key=lambda rc: (rc[0] is None, str(rc[0]))):
+                roles.setdefault(role or "primary", channel)
+        found.append(roles)
+    return found[0] or {"primary": None}, found[1]
+
+
+def choose_channel(audio_path: Path, request: str | int | None, what: str) -> StoredChannel:
+    """The stored channel ``request`` names in one partition: None (the primary), a role (``near``,
+    ``far``, ``ch3``, ``mono``), a channel index of the file, or ``mean`` (of every stored channel).
+    ``what`` names the partition in the error when it has no such channel."""
+    primary, extra = partition_roles(audio_path)
+    if request is None or request in primary:
+        return StoredChannel(next(iter(primary)) if request is None and len(primary) == 1 else str(request or "primary"), True)
+    if request == MEAN:
+        return StoredChannel(MEAN, not extra)  # one stored channel: its mean is itself
+    if isinstance(request, int) or str(request).isdigit():
+        index = int(request)
+        if any(c == index for c in primary.values()):
+            return StoredChannel(next(r for r, c in primary.items() if c == index), True)
+        found = [r for r, c in extra.items() if c == index]
+        if not found:
+            raise ChannelError(f"{what} stores no channel {index} (stored: {_describe(primary, extra)})")
+        return StoredChannel(found[0], False)
+    if request not in extra:
+        hint = (" (two-channel recordings keep both channels unless ingested with --channel N|mean|near|far)"
+                if request in ("near", "far") else "")
+        raise ChannelError(f"{what} has no {request} channel (stored: {_describe(primary, extra)}){hint}")
+    return StoredChannel(str(request), False)
+
+
+def choose_channels(parts: list[tuple[str, str, Path]], channel: str | int | None
+                    ) -> dict[tuple[str, str], StoredChannel]:
+    """The stored channel ``channel`` names in each audio partition; partitions without it are left
+    out, and a channel no partition has is an error naming the datasets."""
+    chosen, missing = {}, []
+    for mt, ds, path in parts:
+        try:
+            chosen[(mt, ds)] = choose_channel(path, channel, f"{ds}/{mt}")
+        except ChannelError as exc:
+            missing.append(str(exc))
+    if not chosen:
+        datasets = sorted({ds for _, ds, _ in parts})
+        raise ChannelError(f"no ingested dataset has a {channel} channel ({', '.join(datasets)}): {missing[0]}")
+    return chosen
+
+
+def _describe(*role_maps: dict[str, int | None]) -> str:
+    return ", ".join(r if c is None else f"{r} (channel {c})" for m in role_maps for r, c in m.items())
+
+
+def channel_wave_batches(audio_path: Path, channel: StoredChannel, batch_size: int, keep: Callable[[str], bool] | None = None,
+                         row_groups: Iterable[int] | None = None) -> Iterator[tuple[list[str], list[np.ndarray]]]:
+    """``wave_batches`` of one stored channel of a partition (``row_groups`` of the file it lives in:
+    the partition itself for the primary and the mean, its ``audio_channels`` file otherwise)."""
+    if channel.primary:
+        yield from wave_batches(audio_path, batch_size, keep, row_groups)
+    elif channel.role == MEAN:
+        extra = audio_channels_path(audio_path)
+        for ids, waves in wave_batches(audio_path, batch_size, keep, row_groups):
+            others = _waves_of(extra, ids)
+            yield ids, [_mean([w, *others.get(c, [])]) for c, w in zip(ids, waves)]
+    else:
+        yield from wave_batches(audio_channels_path(audio_path), batch_size, keep, row_groups, role=channel.role)
+
+
+def channel_file(audio_path: Path, channel: StoredChannel) -> Path:
+    """The file whose row groups ``channel_wave_batches`` reads for ``channel``."""
+    return audio_path if channel.primary or channel.role == MEAN else audio_channels_path(audio_path)
+
+
+def channel_clip_ids(audio_path: Path, channel: StoredChannel) -> list[str]:
+    """The clip ids that have ``channel`` in one partition, in stored order."""
+    if channel.primary or channel.role == MEAN:
+        return partition_clip_ids(audio_path)
+    table = pq.read_table(audio_channels_path(audio_path), columns=["clip_id", "role"])
+    return table.filter(pc.fill_null(pc.equal(table.column("role"), channel.role), False)).column("clip_id").to_pylist()
+
+
+def _waves_of(path: Path, ids: list[str]) -> dict[str, list[np.ndarray]]:
+    """Every stored wave of ``ids`` in an ``audio_channels`` file (row groups outside the ids'
+    range are skipped by their statistics)."""
+    out: dict[str, list[np.ndarray]] = {}
+    if not path.exists():
+        return out
+    table = pq.read_table(path, columns=["clip_id", "waveform"], filters=[("clip_id", "in", list(ids))])
+    for cid, value in zip(table.column("clip_id").to_pylist(), table.column("waveform")):
+        out.setdefault(cid, []).append(_wave(value))
+    return out
+
+
+def _mean(waves: list[np.ndarray]) -> np.ndarray:
+    if len(waves) == 1:
+        return waves[0]
+    return (np.sum(waves, axis=0, dtype=np.float64) / len(waves)).astype(np.float32)
 
 
 # --- writing ---------------------------------------------------------------------------------------

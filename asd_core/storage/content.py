@@ -6,6 +6,8 @@ content, so a changed recording is recomputed and an unchanged one is reused.
 
 - The stored waveform of a clip is determined by the file's bytes (``sha256``), the channel
   selection and the pipeline sample rate: its *audio key* hashes those three.
+- Another stored channel of a clip (``asd embed --channel far``): its *channel key*, the audio
+  key plus the channel role.
 - A mixture or noisy test clip is determined by its clean clip's audio key and its provenance
   (noise id, which is itself a content hash, gains, offset, length): its *mixture key*.
 """
@@ -39,6 +41,12 @@ def clip_audio_keys(ws: Workspace, machine_type: str | None = None, dataset: str
         for row in pq.read_table(path, columns=list(AUDIO_KEY_COLUMNS)).to_pylist():
             keys[row["clip_id"]] = audio_key(row)
     return keys
+
+
+def channel_key(clean_key: str, role: str) -> str:
+    """Key of a clip's stored channel other than its primary waveform (the far microphone, the
+    mean of its channels): the clip's audio key plus the channel role."""
+    return text_id(f"{clean_key}\0channel={role}", 16)
 
 
 def mixture_key(row: dict, clean_key: str) -> str:

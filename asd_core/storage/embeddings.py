@@ -2,7 +2,9 @@
 
 Layout (storage/paths.py): ``parquet/embeddings/encoder=<name>/version=<v>/encoder.json`` and
 ``.../machine_type=<mt>/dataset=<ds>/embeddings.parquet`` (``noisy.parquet`` for the noisy test
-clips of ``asd mix``), schema ``schemas.embeddings_schema``. Every vector carries the content key
+clips of ``asd mix``, ``embeddings.<role>.parquet`` for another stored channel such as the far
+microphone), schema ``schemas.embeddings_schema``; each row records the channel role it was
+computed from. Every vector carries the content key
 of what it was computed from (storage/content.py), so a reader can refuse stale vectors.
 """
 
@@ -86,14 +88,18 @@ class EmbeddingsWriter:
     then each batch given to ``write``. Used as ``with atomic_path(path) as tmp, EmbeddingsWriter(...)``
     by the caller, so the file is replaced only if the whole block succeeds."""
 
-    def __init__(self, tmp: Path, current: Path, encoder: str, version: str, dim: int, keep: Iterable[str] = ()):
-        self.encoder, self.version, self.dim = encoder, version, dim
+    def __init__(self, tmp: Path, current: Path, encoder: str, version: str, dim: int, keep: Iterable[str] = (),
+                 channel: str | None = None):
+        self.encoder, self.version, self.dim, self.channel = encoder, version, dim, channel
         self.schema = embeddings_schema(dim)
         self._writer = pq.ParquetWriter(tmp, self.schema, compression="zstd")
         keep = sorted(keep)
         if keep:
             old = pq.read_table(current)
-            self._writer.write_table(old.filter(pc.is_in(old.column("clip_id"), pa.array(keep))).cast(self.schema))
+            old = old.filter(pc.is_in(old.column("clip_id"), pa.array(keep)))
+            if "channel" not in old.column_names:  # kept rows were computed from the same channel
+                old = old.append_column("channel", pa.array([channel] * old.num_rows, pa.string()))
+            self._writer.write_table(old.select(self.schema.names).cast(self.schema))
 
     def write(self, ids: list[str], vectors: np.ndarray, content_keys: list[str | None]) -> None:
         """One batch: ``vectors`` float32 [len(ids), dim], each with the content key it was computed from."""
@@ -103,6 +109,7 @@ class EmbeddingsWriter:
             pa.array([self.version] * len(ids), pa.string()),
             pa.FixedSizeListArray.from_arrays(pa.array(np.asarray(vectors, np.float32).ravel(), pa.float32()), self.dim),
             pa.array(content_keys, pa.string()),
+            pa.array([self.channel] * len(ids), pa.string()),
         ], schema=self.schema))
 
     def close(self) -> None:
@@ -113,6 +120,14 @@ class EmbeddingsWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def file_channel(path: Path) -> str | None:
+    """The channel role an embeddings file was computed from (None: written before roles were recorded)."""
+    if "channel" not in pq.read_schema(path).names:
+        return None
+    values = pc.unique(pq.read_table(path, columns=["channel"]).column("channel").drop_null()).to_pylist()
+    return values[0] if len(values) == 1 else None
 
 
 def read_vectors(files: list[Path]) -> tuple[list[str], np.ndarray]:

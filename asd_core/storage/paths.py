@@ -40,6 +40,12 @@ def audio_channels_file(ws: Workspace, dataset: str, machine_type: str) -> Path:
     return ws.artifact_dir("audio_channels") / f"machine_type={machine_type}" / f"dataset={dataset}" / "audio_channels.parquet"
 
 
+def audio_channels_path(audio_path: Path) -> Path:
+    """The ``audio_channels`` file beside one ``audio`` partition file (it may not exist)."""
+    mt, ds = audio_path.parent.parent.name, audio_path.parent.name  # machine_type=<mt>, dataset=<ds>
+    return audio_path.parents[3] / "audio_channels" / mt / ds / "audio_channels.parquet"
+
+
 def quarantine_file(ws: Workspace, dataset: str) -> Path:
     return ws.artifact_dir("quarantine") / f"dataset={dataset}" / "quarantine.parquet"
 
@@ -92,9 +98,12 @@ def encoder_card_files(ws: Workspace) -> list[Path]:
     return list(ws.artifact_dir("embeddings").glob("encoder=*/version=*/encoder.json"))
 
 
-def embedding_file(ws: Workspace, encoder: str, version: str, machine_type: str, dataset: str) -> Path:
-    """Vectors of the clips of one audio partition."""
-    return embeddings_dir(ws, encoder, version) / f"machine_type={machine_type}" / f"dataset={dataset}" / "embeddings.parquet"
+def embedding_file(ws: Workspace, encoder: str, version: str, machine_type: str, dataset: str,
+                   channel: str | None = None) -> Path:
+    """Vectors of the clips of one audio partition: of their primary waveform (``embeddings.parquet``)
+    or, with ``channel``, of another stored channel role (``embeddings.<role>.parquet``: far, mean, ch3)."""
+    name = "embeddings.parquet" if channel is None else f"embeddings.{channel}.parquet"
+    return embeddings_dir(ws, encoder, version) / f"machine_type={machine_type}" / f"dataset={dataset}" / name
 
 
 def noisy_embedding_file(ws: Workspace, encoder: str, version: str, machine_type: str, dataset: str) -> Path:

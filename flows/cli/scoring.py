@@ -28,8 +28,13 @@ def cmd_score(args) -> int:
     chosen = given(args, ScoringConfig)
     common = {name: chosen.get(name, getattr(ScoringConfig, name)) for name in ("index_type", "threshold_quantile")}
     grid = expand(norms, ks, rs, metric=chosen.get("metric", "cosine"), **common)  # a bad value fails before Prefect starts
+    from asd_core.scoring.channels import ChannelSpec
+
+    channels = args.channels.split(",") if args.channels else None
+    ChannelSpec.from_options(args.channel, channels, args.fusion, args.noise_reference)  # fails before Prefect starts
     kwargs = dict(workspace=str(args.workspace), encoder=args.encoder, metric=chosen.get("metric"), strict=args.strict,
-                  threads=args.threads, encoder_version=args.encoder_version, noisy=args.noisy, **common)
+                  threads=args.threads, encoder_version=args.encoder_version, noisy=args.noisy, channel=args.channel,
+                  channels=channels, fusion=args.fusion, noise_reference=args.noise_reference, **common)
     if len(grid) == 1:
         from flows.score import score_flow
 
@@ -165,6 +170,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_options(p, ScoringConfig, defaults={"metric": None})
     p.add_argument("--strict", action="store_true", help="fail when a section cannot be scored instead of skipping it")
     p.add_argument("--threads", type=int, default=None)
+    ch = p.add_argument_group("channels", "two-microphone recordings (DCASE 2026): embed each channel first with "
+                                          "asd embed --channel")
+    ch.add_argument("--channel", default=None, metavar="ROLE",
+                    help="score one stored channel: near, far, mean, ch<N> (default: each clip's primary waveform, "
+                         "the near microphone or the only channel)")
+    ch.add_argument("--channels", default=None, metavar="ROLE,ROLE",
+                    help="score several channels, each against its own references, and fuse their scores per clip")
+    ch.add_argument("--fusion", choices=["mean", "max"], default=None,
+                    help="with --channels: the fused score is the mean or max of the channels' normalised scores")
+    ch.add_argument("--noise-reference", default=None, metavar="ROLE",
+                    help="condition --channel on this channel (e.g. far): per section a ridge regression from its "
+                         "embeddings to the scored channel's (penalty by generalised cross-validation, recorded in "
+                         "runs.params) on the training normals; the residuals are scored")
     add_workspace(p)
     p.set_defaults(func=cmd_score)
 

@@ -38,11 +38,20 @@ def encoder_spec(args):
 
 def cmd_embed(args) -> int:
     spec = encoder_spec(args)
+    if args.channel is not None:  # a channel no dataset stores fails before Prefect starts (importing flows starts it)
+        from asd_core.config import Workspace
+        from asd_core.storage.audio import choose_channels
+        from asd_core.storage.paths import audio_partitions
+
+        if parts := audio_partitions(Workspace(args.workspace)):
+            choose_channels(parts, args.channel)
     from flows.embed import embed_flow
 
     report = embed_flow(workspace=str(args.workspace), encoder=spec.name, batch_size=args.batch_size,
-                        threads=args.threads, encoder_options=spec.options, workers=args.workers, noisy=args.noisy)
-    print(f"{report['encoder']} (version {report['encoder_version']}, dim {report['dim']}): "
+                        threads=args.threads, encoder_options=spec.options, workers=args.workers, noisy=args.noisy,
+                        channel=args.channel)
+    channels = f", channel {', '.join(report['channels'])}" if args.channel is not None else ""
+    print(f"{report['encoder']} (version {report['encoder_version']}, dim {report['dim']}{channels}): "
           f"{report['embedded']} clips embedded, {report['reused']} already done")
     return 0
 
@@ -104,6 +113,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="teacher / oracle: folder written by asd train-teacher; student: folder written by asd "
                         "train-student (default: the newest in the workspace)")
     p.add_argument("--noisy", action="store_true", help="also embed the noisy test clips of asd mix")
+    p.add_argument("--channel", default=None, metavar="near|far|mean|N",
+                   help="which stored channel to embed: near or far (two-channel recordings), mean (of the stored "
+                        "channels), a channel index, or ch<N> (--channels all). Default: each clip's primary "
+                        "waveform (the near microphone, or the only channel). Datasets without it are left out")
     p.add_argument("--lam", type=float, default=0.5,
                    help="oracle: lambda of lam * teacher(clean) + (1 - lam) * teacher(noise) (default: %(default)s)")
     beats = p.add_argument_group("beats")
