@@ -222,3 +222,41 @@ def test_channel_options_fail_in_one_line(tmp_path, stereo_ws):
                            "--channels", "near,far"], capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "--fusion must be one of mean, max" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow  # three MLflow registrations and pyfunc loads: ~40 s
+def test_registered_channel_models_score_two_channel_wavs_as_the_runs_did(stereo_ws, tmp_path):
+    import base64
+
+    import mlflow
+    import pandas as pd
+
+    from asd_core.monitor.model import ModelError, load_model
+    from asd_core.tracking.pyfunc_model import ScoringRequestError
+    from asd_core.tracking.registry import register_run
+    from asd_core.tracking.store import TrackingConfig
+    from flows.score import score_flow
+
+    mlflow.set_tracking_uri(TrackingConfig().resolved_uri(stereo_ws))
+    con = duckdb.connect(str(stereo_ws.duckdb_path), read_only=True)
+    clips = con.execute("SELECT clip_id, root || '/' || relative_path, machine_type, section FROM clips "
+                        "WHERE split = 'test' ORDER BY clip_id").fetchall()
+    con.close()
+    files = pd.DataFrame({"path": [c[1] for c in clips], "machine_type": "fan", "section": "00"})
+    for kw in ({"channel": "far"}, {"channels": ["near", "far"], "fusion": "max"}, {"noise_reference": "far"}):
+        run = score_flow(workspace=str(stereo_ws.root), encoder=ENCODER, normalization="knn", k=2, **kw)
+        _, scores, threshold = _run(stereo_ws, run["run_id"])
+        reg = register_run(stereo_ws, run["run_id"])
+        model = mlflow.pyfunc.load_model(reg["model_uri"])
+        got = model.predict(files)
+        np.testing.assert_allclose(got["score"], [scores[c[0]] for c in clips], rtol=1e-9)
+        assert np.allclose(got["threshold"], threshold, rtol=1e-12)
+        one = model.predict(pd.DataFrame({"audio_b64": [base64.b64encode(Path(clips[0][1]).read_bytes()).decode()],
+                                          "machine_type": ["fan"], "section": ["00"]}))
+        assert one["score"][0] == got["score"][0]
+        with pytest.raises(ModelError, match="asd monitor and asd enroll take models of the clips' primary waveform"):
+            load_model(stereo_ws, f"asd-encoder/{reg['version']}")
+    mono = tmp_path / "mono.wav"
+    sf.write(mono, sf.read(clips[0][1])[0][:, 0], SR, subtype="PCM_16")
+    with pytest.raises(ScoringRequestError, match="mono audio has no far channel; this model scores primary and far"):
+        model.predict(pd.DataFrame({"path": [str(mono)], "machine_type": ["fan"], "section": ["00"]}))

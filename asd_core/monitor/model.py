@@ -16,7 +16,7 @@ import yaml
 from asd_core.config import Workspace
 from asd_core.hashing import text_id
 from asd_core.storage.atomic import atomic_dir
-from asd_core.tracking.pyfunc_model import BUNDLE, load_bundle_encoder, load_section_detectors
+from asd_core.tracking.pyfunc_model import BUNDLE, BundleChannels, load_bundle_encoder, load_section_detectors
 from asd_core.tracking.store import TrackingConfig, client
 
 DEFAULT_MODEL = "asd-encoder@champion"
@@ -131,6 +131,11 @@ def load_model(ws: Workspace, spec: str = DEFAULT_MODEL, tracking_uri: str | Non
     version = resolve_version(ws, ref, tracking_uri)
     folder = fetch_version(ws, ref.name, version, tracking_uri)
     bundle = bundle_dir(folder)
+    channels = BundleChannels.read(bundle)
+    if channels is not None:
+        raise ModelError(f"model {ref.name} version {version} scores {channels.describe()}: asd monitor and asd enroll "
+                         "take models of the clips' primary waveform for now; serve this one with `mlflow models serve` "
+                         "(two-channel WAV input)")
     try:
         encoder, card = load_bundle_encoder(bundle)
         detectors = load_section_detectors(bundle)

@@ -14,12 +14,15 @@ channel conditioned on another used as a noise reference (methods.md section 7, 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
 from asd_core.config import Workspace
 from asd_core.scoring.distances import ScoringInputError
 from asd_core.scoring.noise_reference import NoiseReference, NoiseReferenceError
+from asd_core.storage.atomic import atomic_path
+from asd_core.storage.paths import index_section_root
 from asd_core.scoring.run import (SectionInput, SectionResult, channel_embedding_files, load_sections,
                                   machine_types_with_embeddings, score_section)
 
@@ -58,6 +61,19 @@ class ChannelSpec:
         if channels and channel is not None:
             raise ScoringInputError("give --channel (one channel) or --channels (several, fused), not both")
         return cls(tuple(channels) if channels else (channel,), fusion, noise_reference)
+
+    @classmethod
+    def from_params(cls, params: dict) -> ChannelSpec:
+        """The spec a run was scored with, from its ``runs.params``."""
+        channels = tuple(params["channels"]) if params.get("channels") else (params.get("channel"),)
+        return cls(channels, params.get("fusion"), params.get("noise_reference"))
+
+    def variants(self) -> list[str | None]:
+        """The index variant of each scored channel (run.py ``SectionInput.variant``) where the
+        channel has its own embeddings file; None where it is the primary waveform."""
+        if self.noise_reference is not None:
+            return [f"{self.channels[0] or 'primary'}-given-{self.noise_reference}"]
+        return list(self.channels)
 
     @property
     def default(self) -> bool:
@@ -111,6 +127,7 @@ def load_channel_sections(ws: Workspace, encoder: str, version: str, machine_typ
         fits = {}
         for sec in scored:
             fits[sec.name] = _condition(sec, reference.get(sec.name), spec)
+            save_noise_reference(noise_reference_file(ws, encoder, version, sec), sec.conditioner)
         return ChannelSections(spec, [scored], fits)
     lists = [load_sections(ws, encoder, version, machine_type, noisy, c) for c in spec.channels]
     if len(lists) > 1:
@@ -155,8 +172,25 @@ def _condition(sec: SectionInput, ref: SectionInput | None, spec: ChannelSpec) -
     except NoiseReferenceError as exc:
         raise ScoringInputError(f"{sec.name}: {exc}") from None
     sec.variant = f"{spec.channels[0] or 'primary'}-given-{spec.noise_reference}"
+    sec.conditioner = model
     fit = model.summary()
     return {k: fit[k] for k in ("alpha", "effective_dof", "n", "rank")}
+
+
+def noise_reference_file(ws: Workspace, encoder: str, version: str, sec: SectionInput) -> Path:
+    """Where the fitted ridge of a noise-reference section is kept (beside its indexes; bundled with
+    a registered model, registry.py)."""
+    return index_section_root(ws, encoder, version, sec.dataset, sec.machine_type, sec.section) / f"{sec.variant}.npz"
+
+
+def save_noise_reference(path: Path, model: NoiseReference) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **model.to_arrays())
+
+
+def load_noise_reference(path: Path) -> NoiseReference:
+    with np.load(path) as arrays:
+        return NoiseReference.from_arrays(arrays)
 
 
 def score_channel_section(ws: Workspace, encoder: str, version: str, group: list[SectionInput], cfg,

@@ -98,6 +98,20 @@ class NoiseReference:
             return near - self.intercept_
         return near - (far - self.far_mean_) @ self.coef_ - self.intercept_
 
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The fitted state as arrays (``np.savez``), enough for ``residual`` (a registered model)."""
+        return {"far_mean": self.far_mean_, "intercept": self.intercept_, "coef": self.coef_,
+                "alpha": np.float64(self.alpha_), "rank": np.int64(self.rank_)}
+
+    @classmethod
+    def from_arrays(cls, arrays) -> NoiseReference:
+        """A fitted NoiseReference from ``to_arrays`` (e.g. an ``np.load`` of its ``.npz``)."""
+        model = cls()
+        model.far_mean_, model.intercept_, model.coef_ = (np.asarray(arrays[k], np.float64)
+                                                          for k in ("far_mean", "intercept", "coef"))
+        model.alpha_, model.rank_ = float(arrays["alpha"]), int(arrays["rank"])
+        return model
+
     def summary(self) -> dict:
         """The fitted choice as JSON-able values, for the run's parameters."""
         return {"alpha": self.alpha_, "effective_dof": self.effective_dof_, "n": self.n_, "rank": self.rank_,

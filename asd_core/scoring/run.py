@@ -46,6 +46,7 @@ class SectionInput:
     tests: np.ndarray | None = None
     variant: str | None = None  # which channel(s) the vectors come from (channels.py); None: primary
     keep_reference_scores: bool = False  # results carry the leave-one-out reference scores (fusion)
+    conditioner: object | None = None  # a noise-reference run: the fitted NoiseReference (channels.py)
 
     @property
     def name(self) -> str:

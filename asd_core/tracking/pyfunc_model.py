@@ -4,7 +4,9 @@ rho + the normalisation config, bundled as one artifact folder (see registry.bun
 Input: a DataFrame with ``machine_type``, ``section`` (and ``dataset`` when the bundle holds
 several datasets for that section) and, per row, exactly one of ``path`` (a WAV file the scoring
 process can read) or ``audio_b64`` (a WAV file's bytes, base64: for HTTP clients of
-``mlflow models serve``). Output: the rows without ``audio_b64``, plus ``score`` (higher = more
+``mlflow models serve``). A model of a channel run (``channels.json``: far channel, fused near +
+far, near conditioned on far) reads those channels from each two-channel WAV; a mono file is a
+row error. Output: the rows without ``audio_b64``, plus ``score`` (higher = more
 anomalous), ``threshold`` and ``decision`` (1 = anomalous). Bad rows raise
 :class:`ScoringRequestError`, which the MLflow scoring server answers with HTTP 400.
 """
@@ -22,6 +24,8 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+from asd_core.tracking.channel_bundle import PRIMARY, BundleChannels, ChannelScorer, load_section_detectors  # noqa: F401
 
 BUNDLE = "bundle"
 SOURCES = ("path", "audio_b64")  # exactly one per row
@@ -51,30 +55,35 @@ def load_bundle_encoder(bundle: Path):
     return encoder, card
 
 
-def load_section_detectors(bundle: Path) -> dict[tuple[str, str, str], tuple]:
-    """(dataset, machine_type, section) -> (detector, threshold) from the bundled index folders."""
-    from asd_core.scoring.index_store import load_saved
-
-    out = {}
-    for manifest in sorted((bundle / "indexes").glob("*/*/section_*/manifest.json")):
-        folder = manifest.parent
-        dataset, machine_type, section = folder.parent.parent.name, folder.parent.name, folder.name.removeprefix("section_")
-        out[(dataset, machine_type, section)] = load_saved(folder)
-    return out
-
-
-def decode_wav(path: Path, audio_cfg) -> np.ndarray:
+def decode_wav(path: Path, audio_cfg, roles: list[str] | None = None):
     """The waveform ingest would store for this file: probe (header, truncation), decode to mono at
-    the model's rate, limit float samples to full scale; AudioFileError/OSError on bad files."""
+    the model's rate, limit float samples to full scale; AudioFileError/OSError on bad files.
+    With ``roles`` (a channel model, channel_bundle.py): role -> waveform of each of those channels
+    (``primary``: the clip's primary waveform), an AudioFileError when the file lacks one."""
+    from dataclasses import replace
+
     from asd_core.datasets import audio_io
 
     if not path.exists() and not path.is_symlink():  # audio_io's reason ("vanished during ingest") fits ingest only
         raise audio_io.AudioFileError("no such file")
     info = audio_io.probe(path)
-    return audio_io.limit_full_scale(audio_io.decode(path, info, audio_cfg), info)[0]
+    if roles is None:
+        return audio_io.limit_full_scale(audio_io.decode(path, info, audio_cfg), info)[0]
+    wide = replace(audio_cfg, channels="all") if any(r.startswith("ch") for r in roles) else audio_cfg
+    decoded = audio_io.decode_channels(path, info, wide)
+    found = {role: wave for _, role, wave in decoded}
+    found[PRIMARY] = decoded[0][2]
+    if "mean" in roles and "mean" not in found:
+        found["mean"] = audio_io.decode(path, info, replace(audio_cfg, channel="mean"))
+    missing = [r for r in roles if r not in found]
+    if missing:
+        kind = "mono" if info.channels == 1 else f"{info.channels}-channel"
+        raise audio_io.AudioFileError(f"{kind} audio has no {' or '.join(missing)} channel; this model scores "
+                                      f"{' and '.join(roles)}: send the {len(roles)}-channel recording")
+    return {r: audio_io.limit_full_scale(found[r], info)[0] for r in roles}
 
 
-def decode_wav_b64(text: str, audio_cfg, tmp: Path) -> np.ndarray:
+def decode_wav_b64(text: str, audio_cfg, tmp: Path, roles: list[str] | None = None):
     """``decode_wav`` of base64 WAV bytes (written to a file under ``tmp`` so the checks are the same)."""
     from asd_core.datasets.audio_io import AudioFileError
 
@@ -87,7 +96,7 @@ def decode_wav_b64(text: str, audio_cfg, tmp: Path) -> np.ndarray:
     path = tmp / "clip.wav"
     path.write_bytes(data)
     try:
-        return decode_wav(path, audio_cfg)
+        return decode_wav(path, audio_cfg, roles)
     finally:
         path.unlink(missing_ok=True)
 
@@ -112,8 +121,13 @@ class AsdScoringModel(mlflow.pyfunc.PythonModel):
         self.encoder, self.card = load_bundle_encoder(bundle)
         self.detectors = load_section_detectors(bundle)
         self.scoring = json.loads((bundle / "scoring.json").read_text())
+        self.channels = BundleChannels.read(bundle)
+        self.channel_scorer = ChannelScorer(bundle, self.channels, self.detectors) if self.channels else None
 
     def _detector(self, dataset, machine_type: str, section: str):
+        return self.detectors[self._section(dataset, machine_type, section)]
+
+    def _section(self, dataset, machine_type: str, section: str) -> tuple[str, str, str]:
         section = str(section).zfill(2) if str(section).isdigit() else str(section)
         keys = [k for k in self.detectors if k[1] == machine_type and k[2] == section and (dataset is None or k[0] == dataset)]
         if not keys:
@@ -123,7 +137,7 @@ class AsdScoringModel(mlflow.pyfunc.PythonModel):
         if len(keys) > 1:
             raise ValueError(f"{machine_type}/section_{section} exists in several datasets ({', '.join(k[0] for k in keys)}): "
                              "add a dataset column")
-        return self.detectors[keys[0]]
+        return keys[0]
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         """Score every row, or raise ScoringRequestError listing all bad rows (nothing partial)."""
@@ -136,34 +150,41 @@ class AsdScoringModel(mlflow.pyfunc.PythonModel):
             need = sorted(missing) + ([] if set(SOURCES) & set(df.columns) else ["path or audio_b64"])
             raise ScoringRequestError(f"input needs columns machine_type, section and one of path, audio_b64; missing: {', '.join(need)}")
         cols = {c: df[c].tolist() if c in df.columns else [None] * len(df) for c in (*SOURCES, "dataset")}
-        errors, detectors = [], []
+        errors, sections = [], []
         for i, (mt, sec) in enumerate(zip(df["machine_type"], df["section"])):
             given = [c for c in SOURCES if _given(cols[c][i])]
             if len(given) != 1:
                 errors.append(f"row {i}: give exactly one of path or audio_b64 (got {' and '.join(given) or 'neither'})")
             ds = cols["dataset"][i] if _given(cols["dataset"][i]) else None
             try:
-                detectors.append(self._detector(ds, mt, sec))
+                sections.append(self._section(ds, mt, sec))
             except ValueError as exc:
                 errors.append(f"row {i}: {exc}")
         _raise_rows(errors)  # before any decoding: the cheap checks answer at once
 
         audio_cfg = AudioConfig(sample_rate=self.card["sample_rate"])
+        roles = self.channels.roles if self.channels else None
         waves = []
         with tempfile.TemporaryDirectory(prefix="asd-serve-") as tmp:
             for i, (path, b64) in enumerate(zip(cols["path"], cols["audio_b64"])):
                 try:
-                    waves.append(decode_wav(Path(path), audio_cfg) if _given(path) else decode_wav_b64(b64, audio_cfg, Path(tmp)))
+                    waves.append(decode_wav(Path(path), audio_cfg, roles) if _given(path)
+                                 else decode_wav_b64(b64, audio_cfg, Path(tmp), roles))
                 except (AudioFileError, OSError) as exc:
                     what = f"path {path}" if _given(path) else "audio_b64"
                     errors.append(f"row {i}: undecodable audio in {what}: {exc}")
         _raise_rows(errors)
 
-        vectors = np.asarray(self.encoder.embed(waves), np.float32)
-        scores, thresholds = np.empty(len(df)), np.empty(len(df))
-        for i, (det, threshold) in enumerate(detectors):
-            scores[i] = float(det.score(vectors[i : i + 1])[0])
-            thresholds[i] = threshold
+        if self.channel_scorer is not None:
+            vectors = {r: np.asarray(self.encoder.embed([w[r] for w in waves]), np.float32) for r in roles}
+            scores, thresholds = self.channel_scorer.score(sections, vectors)
+        else:
+            vectors = np.asarray(self.encoder.embed(waves), np.float32)
+            scores, thresholds = np.empty(len(df)), np.empty(len(df))
+            for i, key in enumerate(sections):
+                det, threshold = self.detectors[key]
+                scores[i] = float(det.score(vectors[i : i + 1])[0])
+                thresholds[i] = threshold
         out = df.drop(columns="audio_b64", errors="ignore")  # echoing megabytes of audio back helps nobody
         out["score"], out["threshold"] = scores, thresholds
         out["decision"] = (scores > thresholds).astype(np.int64)

@@ -19,9 +19,12 @@ from pathlib import Path
 from asd_core.config import Workspace
 from asd_core.encoders.spec import PATH_OPTIONS
 from asd_core.scoring import index_store
+from asd_core.scoring.channels import ChannelSpec
 from asd_core.scoring.run import run_params, scoring_config
 from asd_core.storage.catalog import connect, query_rows, resolve_run
 from asd_core.storage.embeddings import read_encoder_card
+from asd_core.storage.paths import embedding_file, index_section_root
+from asd_core.tracking.channel_bundle import PRIMARY, RIDGE_FILE, BundleChannels, section_key
 from asd_core.tracking.pyfunc_model import BUNDLE, AsdScoringModel
 from asd_core.tracking.store import TrackingConfig, client, git_commit, training_run
 from asd_core.tracking.versions import version_row
@@ -65,7 +68,8 @@ def bundle_run(ws: Workspace, run_id: str, out: Path) -> dict:
     with connect(ws, read_only=True) as con:
         run_id = resolve_run(con, run_id)
         run = query_rows(con, "SELECT * FROM runs WHERE run_id = ?", [run_id])[0]
-        sections = query_rows(con, "SELECT dataset, machine_type, section FROM thresholds WHERE run_id = ? ORDER BY ALL", [run_id])
+        sections = query_rows(con, "SELECT dataset, machine_type, section, threshold FROM thresholds WHERE run_id = ? ORDER BY ALL",
+                              [run_id])
         durations = {(r["dataset"], r["machine_type"], r["section"]): r for r in query_rows(con, """
             SELECT dataset, machine_type, section, median(duration_s) AS median_duration_s, count(*) AS train_clips
             FROM clips WHERE split = 'train' GROUP BY ALL""")}
@@ -94,22 +98,47 @@ def bundle_run(ws: Workspace, run_id: str, out: Path) -> dict:
                 raise RegistryError(f"{src}: the encoder's {key} is gone; cannot bundle run {run_id}")
             bundled[key] = dest.relative_to(out).as_posix()
     (out / "encoder.json").write_text(json.dumps({**card, "bundled_files": bundled}, indent=2))
+    channels = ChannelSpec.from_params(run_params(run))
     for s in sections:  # an auto run chose K or r per section: each section's own index
-        src = index_store.section_dir(ws, run["encoder"], run["encoder_version"], s["dataset"], s["machine_type"], s["section"],
-                                      scoring_config(run, s))
-        if not (src / "manifest.json").exists():
-            raise RegistryError(f"run {run_id} ({cfg.normalization}) has no stored index for {s['dataset']}/{s['machine_type']}/"
-                                f"section_{s['section']}: only none/knn/gwrp(-diff) runs can be registered; re-run `asd score`")
-        shutil.copytree(src, out / "indexes" / s["dataset"] / s["machine_type"] / f"section_{s['section']}")
+        where = (s["dataset"], s["machine_type"], s["section"])
+        for i, variant in enumerate(channels.variants()):
+            src = _section_index(ws, run, s, variant)
+            if src is None:
+                raise RegistryError(f"run {run_id} ({cfg.normalization}) has no stored index for {s['dataset']}/"
+                                    f"{s['machine_type']}/section_{s['section']}: only none/knn/gwrp(-diff) runs can be "
+                                    "registered; re-run `asd score`")
+            base = out if i == 0 else out / "channels" / channels.channels[i]
+            dest = base / "indexes" / s["dataset"] / s["machine_type"] / f"section_{s['section']}"
+            shutil.copytree(src, dest)
+            if channels.noise_reference is not None:
+                ridge = index_section_root(ws, run["encoder"], run["encoder_version"], *where) / f"{variant}.npz"
+                shutil.copy2(ridge, dest / RIDGE_FILE)
+    if not channels.default:
+        BundleChannels([c or PRIMARY for c in channels.channels], channels.fusion, channels.noise_reference,
+                       {section_key(s["dataset"], s["machine_type"], s["section"]): s["threshold"] for s in sections}).write(out)
     # what `asd enroll` checks new clips against (the section's clip duration)
     (out / "sections.json").write_text(json.dumps([
-        {**s, "median_duration_s": (durations.get((s["dataset"], s["machine_type"], s["section"])) or {}).get("median_duration_s"),
+        {**{k: s[k] for k in ("dataset", "machine_type", "section")}, "median_duration_s": (durations.get((s["dataset"], s["machine_type"], s["section"])) or {}).get("median_duration_s"),
          "sample_rate": card["sample_rate"]} for s in sections], indent=2))
     stored = run_params(run)  # an auto run: k / r "auto" and the per-section choices, as in runs.params
     auto = {key: stored[key] for key in ("k", "r", "choices") if stored.get(key) == "auto" or key == "choices" and key in stored}
     (out / "scoring.json").write_text(json.dumps({"run_id": run_id, "normalization": cfg.normalization, **cfg.params(), **auto},
                                                  indent=2))
     return run
+
+
+def _section_index(ws: Workspace, run: dict, s: dict, variant: str | None) -> Path | None:
+    """The stored index of one section of a run: its channel variant's folder, or the primary one
+    where the channel is the dataset's primary waveform (run.py ``load_sections``)."""
+    for v in dict.fromkeys([variant, None]):
+        src = index_store.section_dir(ws, run["encoder"], run["encoder_version"], s["dataset"], s["machine_type"], s["section"],
+                                      scoring_config(run, s), v)
+        if (src / "manifest.json").exists():
+            return src
+        if variant is None or "-given-" in variant or embedding_file(
+                ws, run["encoder"], run["encoder_version"], s["machine_type"], s["dataset"], variant).exists():
+            return None  # the channel has its own embeddings (or is a residual): no primary fallback
+    return None
 
 
 def register_run(ws: Workspace, run_id: str | None, tracking: TrackingConfig = TrackingConfig(), tags: dict | None = None) -> dict:
