@@ -51,11 +51,19 @@ def make_tree(root: Path, far_of=None, seed: int = 0) -> Path:
     return root
 
 
-def _ingest(ws_root: Path, tree: Path, **audio) -> Workspace:
-    from flows.ingest import ingest_flow
+def _ingest(ws_root: Path, tree: Path) -> Workspace:
+    """The library's ingest (the ingest flow is tested elsewhere), published to DuckDB."""
+    from asd_core.config import IngestConfig
+    from asd_core.ingest import ingest_group, plan_ingest
+    from asd_core.storage.catalog import publish_ingest
 
-    ingest_flow(roots=[str(tree)], workspace=str(ws_root), dataset_name="d26", **audio)
-    return Workspace(ws_root)
+    ws = Workspace(ws_root).ensure()
+    cfg = IngestConfig()
+    plan = plan_ingest(ws, [tree], "d26", cfg)
+    for (ds, mt), cands in plan.groups.items():
+        ingest_group(ws, ds, mt, cands, plan.roots[ds], cfg)
+    publish_ingest(ws)
+    return ws
 
 
 def _vectors(ws: Workspace, channel: str | None = None) -> dict[str, np.ndarray]:
@@ -163,6 +171,7 @@ def test_noise_reference_run_records_its_fit_and_scores_the_residual(stereo_ws):
     assert fit["alpha"] > 0 and 1 <= fit["effective_dof"] <= fit["n"] == 15
 
 
+@pytest.mark.slow  # its own ingest and two embeddings: ~9 s
 def test_identical_channels_fuse_to_the_single_channel_score(tmp_path, prefect_harness):
     from flows.embed import embed_flow
     from flows.score import score_flow
@@ -177,6 +186,7 @@ def test_identical_channels_fuse_to_the_single_channel_score(tmp_path, prefect_h
         assert fused[1] == single[1] and fused[2] == single[2]
 
 
+@pytest.mark.slow  # its own ingest and two embeddings: ~6 s
 def test_constant_far_channel_leaves_the_centred_near_embeddings(tmp_path, prefect_harness):
     """Every clip's far channel is the same recording: the ridge explains nothing, the residual is
     the near embedding minus its training mean, and its scores those of the centred embeddings."""

@@ -43,6 +43,7 @@ def test_report_data_before_is_the_plain_knn_run(scored_ws):
         assert set(a.domains) == {"source", "target"} and set(a.labels) == {0, 1}
 
 
+@pytest.mark.slow  # a report flow with MLflow logging: ~14 s
 def test_report_flow_writes_html_pngs_and_mlflow_artifacts(scored_ws):
     from mlflow import MlflowClient
 
