@@ -112,9 +112,15 @@ NOISE = pa.schema(
         pa.field("kind", pa.string(), nullable=False),  # stationary | non-stationary
         pa.field("held_out", pa.bool_(), nullable=False),  # class never mixed into training (mismatched subset)
         pa.field("split", pa.string(), nullable=False),  # train | eval (recordings kept out of training)
-        pa.field("source", pa.string(), nullable=False),  # file path, or clip:<clip_id>
+        pa.field("source", pa.string(), nullable=False),  # file path, clip:<clip_id> or clip:<clip_id>:<role>
         pa.field("num_samples", pa.int64(), nullable=False),
         pa.field("waveform", pa.list_(pa.float32()), nullable=False),  # pipeline rate, float32
+        # The ingested clip a recording was taken from (a supplemental noise clip, or the far channel
+        # of a training clip: `asd mix --noise-from-channel far`) and that clip's channel role (null:
+        # its primary waveform); both null for a file. Last, so files and tables written before they
+        # existed read with nulls (sql/schema.sql adds them by ALTER TABLE).
+        pa.field("source_clip_id", pa.string()),
+        pa.field("source_channel", pa.string()),
     ]
 )
 

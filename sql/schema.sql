@@ -73,9 +73,13 @@ CREATE TABLE IF NOT EXISTS noise (
     kind        VARCHAR NOT NULL,            -- stationary | non-stationary
     held_out    BOOLEAN NOT NULL,            -- class never mixed into training (mismatched subset)
     split       VARCHAR NOT NULL,            -- train | eval
-    source      VARCHAR NOT NULL,            -- file path or clip:<clip_id>
-    num_samples BIGINT NOT NULL
+    source      VARCHAR NOT NULL,            -- file path, clip:<clip_id> or clip:<clip_id>:<role>
+    num_samples BIGINT NOT NULL,
+    source_clip_id VARCHAR,                  -- the ingested clip it comes from (supplemental clip, far channel); NULL: a file
+    source_channel VARCHAR                   -- that clip's channel role (far); NULL: its primary waveform
 );
+ALTER TABLE noise ADD COLUMN IF NOT EXISTS source_clip_id VARCHAR;
+ALTER TABLE noise ADD COLUMN IF NOT EXISTS source_channel VARCHAR;
 
 -- Training mixtures: provenance from which the audio is regenerated exactly.
 CREATE TABLE IF NOT EXISTS mixtures (

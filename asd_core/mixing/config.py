@@ -12,6 +12,9 @@ STATIONARY, NON_STATIONARY = "stationary", "non-stationary"
 KINDS = (STATIONARY, NON_STATIONARY)
 EVAL_SUBSETS = KINDS + ("mismatched",)
 DEFAULT_BINS = ((-10.0, -5.0), (-5.0, 0.0), (0.0, 5.0), (5.0, 10.0))
+# Stored channel roles that record the plant's noise rather than the machine (methods.md section 7):
+# the far microphone of DCASE 2026 two-channel clips.
+NOISE_CHANNELS = ("far",)
 
 
 class MixingError(ValueError):
@@ -26,6 +29,16 @@ class NoiseLibraryConfig:
     eval_fraction: float = 0.25
     stationarity_db: float = 3.0  # frame-level spread (dB std) below which a noise counts as stationary
     sample_rate: int = PIPELINE_SAMPLE_RATE
+    noise_from_channel: str | None = option(
+        None, metavar="ROLE",
+        help="also use this stored channel of the normal training clips as noise recordings (methods.md section 7): "
+             "far, the far microphone of two-channel recordings (class <machine_type>-far; a clip is never mixed "
+             "with its own far channel; silent or clipped channels are left out)")
+
+    def __post_init__(self) -> None:
+        if self.noise_from_channel is not None and self.noise_from_channel not in NOISE_CHANNELS:
+            raise MixingError(f"noise_from_channel must be {' or '.join(NOISE_CHANNELS)} (a stored channel that records "
+                              f"the plant's noise, not the machine), got {self.noise_from_channel!r}")
 
 
 @dataclass(frozen=True)

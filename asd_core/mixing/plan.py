@@ -5,6 +5,10 @@ Training mixtures: each normal training clip x ``mixtures_per_clip``, a noise re
 training split of a seen class (subset stationary or non-stationary), SNR uniform in
 ``[snr_min, snr_max]``. Noisy test sets: each test clip x evaluation subset x SNR bin, a held-out
 recording (eval split, or a held-out class for ``mismatched``), SNR uniform within the bin.
+A recording taken from a clip's own channel (its far microphone, channel_noise.py) is never that
+clip's noise: the pools of each clip leave it out, so its mixtures pair near-channel machine sound
+with noise recorded at other clips (methods.md sections 3 and 7). Libraries without channel
+recordings draw exactly as before.
 """
 
 from __future__ import annotations
@@ -56,6 +60,14 @@ def _draw(rng, lib: NoiseLibrary, pool: list[int], clean: np.ndarray, lo: float,
             "num_samples": len(clean)}
 
 
+def _without(pools: dict[str, list[int]], excluded: set[int]) -> dict[str, list[int]]:
+    """``pools`` less the ``excluded`` recordings, keeping order; pools left empty are dropped."""
+    if not excluded:
+        return pools
+    kept = {s: [i for i in p if i not in excluded] for s, p in pools.items()}
+    return {s: p for s, p in kept.items() if p}
+
+
 def plan_mixtures(ws: Workspace, lib: NoiseLibrary, cfg: MixConfig) -> MixPlan:
     """Provenance rows of every training mixture and noisy test clip (reads each clean clip once)."""
     train_pools = {s: lib.pool(s, "train") for s in cfg.train_subsets}
@@ -76,7 +88,6 @@ def plan_mixtures(ws: Workspace, lib: NoiseLibrary, cfg: MixConfig) -> MixPlan:
         raise FileNotFoundError(f"no ingested train/test clips in {ws.root}; run `asd ingest` first")
     audio_keys = clip_audio_keys(ws)
     mixtures, noisy, skipped = [], [], []
-    subsets = sorted(train_pools)
     progress = Progress("mix: plan", len(meta), "clips")
     for _, _, path in audio_partitions(ws):
         for cid, clean in partition_waves(path, meta):
@@ -84,18 +95,26 @@ def plan_mixtures(ws: Workspace, lib: NoiseLibrary, cfg: MixConfig) -> MixPlan:
             base = {"clip_id": cid, "dataset": r["dataset"], "machine_type": r["machine_type"], "seed": cfg.seed,
                     "clean_key": audio_keys[cid]}
             try:
+                own = lib.own(cid)
                 if r["split"] == "train":
+                    pools = _without(train_pools, own)
+                    names = sorted(pools)  # = subsets unless its own recording emptied one
+                    if cfg.mixtures_per_clip and not names:
+                        raise MixingError("its own far channel is the only training noise recording")
                     for j in range(cfg.mixtures_per_clip):
                         rng = _rng(cfg.seed, "train", cid, j)
-                        subset = subsets[int(rng.integers(len(subsets)))]
-                        row = {**base, **_draw(rng, lib, train_pools[subset], clean, *cfg.snr_range), "lam": cfg.lam}
+                        subset = names[int(rng.integers(len(names)))]
+                        row = {**base, **_draw(rng, lib, pools[subset], clean, *cfg.snr_range), "lam": cfg.lam}
                         row["mixture_id"] = _row_id(cid, row["noise_id"], repr(row["snr_db"]), row["noise_offset"], cfg.lam)
                         mixtures.append(row)
                 else:
+                    pools = _without(eval_pools, own)
                     for subset in cfg.eval_subsets:
+                        if subset not in pools:
+                            raise MixingError(f"its own far channel is the only {subset} evaluation noise recording")
                         for lo, hi in cfg.eval_bins:
                             rng = _rng(cfg.seed, "eval", cid, subset, lo, hi)
-                            row = {**base, **_draw(rng, lib, eval_pools[subset], clean, lo, hi), "snr_bin": bin_label(lo, hi)}
+                            row = {**base, **_draw(rng, lib, pools[subset], clean, lo, hi), "snr_bin": bin_label(lo, hi)}
                             row["noisy_clip_id"] = _row_id(cid, subset, row["noise_id"], repr(row["snr_db"]), row["noise_offset"])
                             noisy.append(row)
             except MixingError as exc:

@@ -87,6 +87,8 @@ def _bins(text: str) -> list[list[float]]:
 
 def cmd_mix(args) -> int:
     from asd_core.textable import format_table
+
+    NoiseLibraryConfig(**given(args, NoiseLibraryConfig))  # a bad --noise-from-channel fails here, in one line
     from flows.mix import mix_flow
 
     r = mix_flow(workspace=str(args.workspace), noise=str(args.noise) if args.noise else None,
@@ -98,6 +100,12 @@ def cmd_mix(args) -> int:
     print("\n" + format_table(r["table"]))
     print(f"\n{r['mixtures']} training mixtures and {r['noisy_clips']} noisy test clips from {r['noise_recordings']} noise "
           f"recordings; tables mixtures, noisy_clips, noise in {args.workspace}/asd.duckdb")
+    if r["channel_noise_recordings"]:
+        print(f"{r['channel_noise_recordings']} noise recordings are {args.noise_from_channel} channels of training clips "
+              "(noise.source_clip_id / source_channel; a clip is never mixed with its own)")
+    if r["eval_subsets_dropped"]:
+        print(f"  no noisy test clips for {', '.join(r['eval_subsets_dropped'])}: the noise library holds no held-out "
+              "recordings of them", file=sys.stderr)
     for reason in r["skipped"]:
         print(f"  not mixed: {reason}", file=sys.stderr)
     return 0
@@ -151,14 +159,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("mix", help="build training mixtures and noisy test sets from a noise library (Prefect flow)",
                        description="Mix clean normal training clips with noise (SNR uniform in [--snr-min, --snr-max]) "
                                    "and each test clip with held-out noise per subset and SNR bin. Only provenance is "
-                                   "stored (clip, noise, offset, gains, SNR); later stages regenerate the audio exactly.")
+                                   "stored (clip, noise, offset, gains, SNR); later stages regenerate the audio exactly. "
+                                   "Noise comes from --noise, ingested supplemental noise clips and/or, with "
+                                   "--noise-from-channel far, the far microphone of the other two-channel training clips.")
     p.add_argument("--noise", type=Path, default=None,
                    help="noise folder: one sub-folder of WAV files per class, optional classes.csv (class,kind,held_out)")
-    add_config_options(p, NoiseLibraryConfig)  # --supplemental / --no-supplemental
+    add_config_options(p, NoiseLibraryConfig)  # --supplemental / --no-supplemental, --noise-from-channel
     p.add_argument("--mismatched", default=None, help="comma-separated noise classes held out of training (default: classes.csv, "
-                                                      "else the last class of each kind)")
+                                                      "else the last class of each kind, far-channel classes not counted)")
     add_config_options(p, MixConfig)
-    p.add_argument("--eval-subsets", default=None, help="comma-separated: stationary,non-stationary,mismatched (default: all)")
+    p.add_argument("--eval-subsets", default=None, help="comma-separated: stationary,non-stationary,mismatched (default: every "
+                                                        "one the noise library has held-out recordings for)")
     p.add_argument("--eval-bins", default=None, help="SNR bins of the noisy test sets (default: -10:-5,-5:0,0:5,5:10)")
     add_workspace(p)
     p.set_defaults(func=cmd_mix)
