@@ -270,3 +270,14 @@ def test_registered_channel_models_score_two_channel_wavs_as_the_runs_did(stereo
     sf.write(mono, sf.read(clips[0][1])[0][:, 0], SR, subtype="PCM_16")
     with pytest.raises(ScoringRequestError, match="mono audio has no far channel; this model scores primary and far"):
         model.predict(pd.DataFrame({"path": [str(mono)], "machine_type": ["fan"], "section": ["00"]}))
+
+
+@pytest.mark.slow  # five scoring runs: ~15 s
+def test_channel_comparison_flow_scores_every_variant(stereo_ws):
+    from flows.channels import VARIANTS, channel_comparison_flow
+
+    rows = channel_comparison_flow(workspace=str(stereo_ws.root), encoders=[ENCODER])
+    assert [r["channels"] for r in rows] == list(VARIANTS) and len({r["run_id"] for r in rows}) == len(VARIANTS)
+    for r in rows:
+        params, scores, _ = _run(stereo_ws, r["run_id"])
+        assert 0.0 < r["official_score"] <= 1.0 and len(scores) == 12

@@ -18,7 +18,7 @@ def demo_data_dir(workspace: Path) -> Path:
 
 
 @contextmanager
-def demo_session(workspace: Path, seed: int = 0, size: str = "small") -> Iterator[dict]:
+def demo_session(workspace: Path, seed: int = 0, size: str = "small", channels: int = 1) -> Iterator[dict]:
     """Hold the workspace, then write the demo data; yields make_demo_data's counts.
 
     A second ``asd demo`` on a busy workspace is refused (``WorkspaceBusyError``) before it
@@ -30,7 +30,8 @@ def demo_session(workspace: Path, seed: int = 0, size: str = "small") -> Iterato
     with workspace_lock(Workspace(Path(workspace)), owner="asd demo", lend=True):
         # with the held-out operating condition (skipped by ingest): what the operating loop's
         # `asd monitor` and `asd enroll` are tried on (README "The operating loop")
-        yield make_demo_data(demo_data_dir(workspace), seed=seed, size=size, held_out=True)
+        # channels=2: near and far microphones (DCASE 2026-style; README "Two microphones")
+        yield make_demo_data(demo_data_dir(workspace), seed=seed, size=size, held_out=True, channels=channels)
 
 
 def demo_config(workspace: Path, data_root: Path, overrides: list[str] | None = None) -> PipelineConfig:

@@ -106,14 +106,34 @@ def cmd_demo(args) -> int:
     ws = args.workspace
     data = demo_data_dir(ws)
     cfg = demo_config(ws, data, args.set)  # --set errors come before any file is written
-    with demo_session(ws, seed=args.seed, size=args.size) as counts:  # a busy workspace: refused before writing
+    with demo_session(ws, seed=args.seed, size=args.size, channels=args.channels) as counts:  # busy: refused before writing
         print(f"demo data: {counts['clips']} clips of {', '.join(counts['machines'])} and {counts['noise_files']} noise files under {data}")
         from flows.pipeline import pipeline_flow  # imports prefect (starts its server) only once the workspace is ours
 
         r = pipeline_flow(config=cfg.to_dict(), refresh=args.refresh)
+        if args.channels == 2:
+            from flows.channels import channel_comparison_flow
+
+            rows = channel_comparison_flow(workspace=str(ws), encoders=_channel_encoders(Path(ws)))
     print_pipeline_report(r, ws)
+    if args.channels == 2:
+        from asd_core.textable import format_table
+
+        print("\nTwo microphones, knn (README \"Two microphones\"): near = the pipeline's runs above, far, their fusions, "
+              "and near conditioned on far:\n")
+        print(format_table([{"encoder": x["encoder"], "channels": x["channels"],
+                             "official score": f"{x['official_score']:.4f}" if x["official_score"] is not None else "-",
+                             "run_id": x["run_id"]} for x in rows]))
     print_operating_loop(Path(ws), data)
     return 0
+
+
+def _channel_encoders(ws: Path) -> list[str]:
+    """The encoders the pipeline embedded with that can embed stored clips (not the oracle)."""
+    from asd_core.config import Workspace
+    from asd_core.storage.embeddings import newest_encoder_cards
+
+    return [c["name"] for c in newest_encoder_cards(Workspace(ws)) if c["registry_name"] != "oracle"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -142,6 +162,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "HTML reports; MLflow registration), then print the results and where to look further.")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", choices=["small", "medium", "dcase"], default="small")
+    p.add_argument("--channels", type=int, choices=[1, 2], default=1,
+                   help="2: two-microphone demo data (near + far, DCASE 2026-style); after the pipeline (near channel), "
+                        "also score far, fusion mean / max and near conditioned on far for each encoder")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a key of the demo config (repeatable)")
     p.add_argument("--refresh", action="store_true", help="recompute every stage, ignoring cached results")
     add_workspace(p)
