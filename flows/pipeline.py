@@ -148,6 +148,8 @@ def _run(cfg: PipelineConfig, ws: Workspace, run: StageRunner, shard_runner) -> 
         mix_kwargs = dict(workspace=root, noise=str(Path(m.noise).expanduser().resolve()) if m.noise else None,
                           supplemental=m.supplemental, mismatched=m.mismatched or None, seed=p.seed, snr_min=p.snr_min,
                           snr_max=p.snr_max, mixtures_per_clip=p.mixtures_per_clip, lam=p.lam)
+        if m.noise_from_channel:  # only when set: the stage keys of earlier configs stay as they were
+            mix_kwargs["noise_from_channel"] = m.noise_from_channel
         run("mix", stage_key("mix", code["mix"], clips=clips_fp,
                              noise=tree_fingerprint(mix_kwargs["noise"]) if m.noise else None, params=mix_kwargs),
             mix_flow, present=lambda r: mixtures_file(ws).exists() and noisy_clips_file(ws).exists(), **mix_kwargs)

@@ -203,3 +203,12 @@ def test_mix_stage_composes_mix_config_and_the_cli_offers_its_fields():
 
     assert given(args, MixConfig) == {"seed": 3, "snr_min": -5.0}
     assert given(args, NoiseLibraryConfig) == {"supplemental": False}
+
+
+def test_mix_noise_from_channel_is_a_checked_key():
+    from asd_core.pipeline.config import PipelineConfig
+
+    assert PipelineConfig.from_dict({}).mix.noise_from_channel == ""
+    assert PipelineConfig.from_dict({"mix": {"noise_from_channel": "far"}}).mix.noise_from_channel == "far"
+    with pytest.raises(ValueError, match="noise_from_channel must be far"):
+        PipelineConfig.from_dict({"mix": {"noise_from_channel": "near"}})

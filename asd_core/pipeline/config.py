@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 from asd_core.config import DEFAULT_WORKSPACE_NAME, IngestConfig
-from asd_core.mixing.config import MixConfig
+from asd_core.mixing.config import MixConfig, NoiseLibraryConfig
 from asd_core.scoring.config import ScoringConfig
 from asd_core.scoring.sweep import AUTO, RunSpec, expand, parse_values
 from asd_core.training.config import StudentTrainConfig, TeacherTrainConfig
@@ -50,7 +50,12 @@ class MixStageConfig:
     noise: str = ""  # folder of <class>/*.wav noise recordings, "" = ingested supplemental noise only
     supplemental: bool = True
     mismatched: list[str] = field(default_factory=list)  # held-out noise classes, [] = automatic
+    noise_from_channel: str = ""  # "far": the training clips' far channels join the noise library, "" = no
     params: MixConfig = flattened(MixConfig, "seed", "snr_min", "snr_max", "mixtures_per_clip", "lam")
+
+    def __post_init__(self) -> None:
+        if self.noise_from_channel:  # NoiseLibraryConfig's own check
+            NoiseLibraryConfig(noise_from_channel=self.noise_from_channel)  # the loader prefixes "[mix]: "
 
 
 @dataclass
