@@ -158,6 +158,10 @@ def test_single_channel_and_fused_runs_equal_an_independent_computation(stereo_w
     assert _run(stereo_ws, runs["far"]["run_id"])[0]["channel"] == "far"
     params = _run(stereo_ws, runs["max"]["run_id"])[0]
     assert (params["channels"], params["fusion"]) == (["near", "far"], "max")
+    from asd_core.evaluation.compare import compare_runs
+
+    labels = {r["run_id"]: r["channels"] for r in compare_runs(stereo_ws, [r["run_id"] for r in runs.values()])}
+    assert [labels[runs[n]["run_id"]] for n in ("near", "far", "mean", "max")] == ["", "far", "near+far mean", "near+far max"]
 
 
 def test_noise_reference_run_records_its_fit_and_scores_the_residual(stereo_ws):

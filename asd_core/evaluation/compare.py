@@ -29,9 +29,23 @@ def compare_runs(ws: Workspace, run_ids: list[str] | None = None, noise_subset: 
         params = json.loads(r["params"]) if isinstance(r["params"], str) else dict(r["params"])
         out.append({"run_id": r["run_id"], "dataset": r["dataset"], "encoder": r["encoder"], "normalization": r["normalization"],
                     "k": params.get("k", ""), "r": params.get("r", ""), "chosen": _chosen(params),
+                    "channels": channel_label(params),
                     "sections": r["sections"], "official_score": _f(r["official_score"]),
                     "auc_source": _f(r["hmean_auc_source"]), "auc_target": _f(r["hmean_auc_target"]), "pauc": _f(r["hmean_pauc"])})
+    if not any(row["channels"] for row in out):  # data of one channel: the table as it always was
+        for row in out:
+            del row["channels"]
     return out
+
+
+def channel_label(params: dict) -> str:
+    """``far``, ``near+far max``, ``near | far``: which channels a run scored ("" for the primary waveform)."""
+    if params.get("channels"):
+        return f"{'+'.join(params['channels'])} {params.get('fusion')}"
+    label = params.get("channel") or ""
+    if params.get("noise_reference"):
+        label = f"{label or 'primary'} | {params['noise_reference']}"
+    return label
 
 
 def _chosen(params: dict) -> str:
