@@ -99,6 +99,9 @@ def main() -> int:
     ap.add_argument("--encoders", default="logmel-stats")
     ap.add_argument("--students", action="store_true", help="also the frozen teacher and students on synthetic / far noise")
     args = ap.parse_args()
+    from flows import prefect_server
+
+    prefect_server.install()  # one temporary Prefect server for every flow of this process, stopped at exit
     seeds = [int(s) for s in args.seeds.split(",")]
     encoders = args.encoders.split(",")
     from asd_core.textable import format_table

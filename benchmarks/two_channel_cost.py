@@ -27,6 +27,9 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--encoder", default="logmel-stats")
     args = ap.parse_args()
+    from flows import prefect_server
+
+    prefect_server.install()  # one temporary Prefect server for every flow of this process, stopped at exit
 
     from asd_core.demo import make_demo_data
     from asd_core.textable import format_table
