@@ -9,8 +9,11 @@ A run of the primary waveform bundles as before and has no ``channels.json``. Ot
   residuals, with the section's fitted ridge as ``noise_reference.npz``); a fused run's other channels
   sit in ``channels/<role>/indexes/``.
 
-:class:`ChannelScorer` scores a batch of decoded channels with them, as the scoring run did
-(scoring/channels.py): per-channel detectors fused by mean / max, or the residual of the ridge.
+:func:`channel_waves` reads the channels a bundle needs from a WAV file (the pyfunc, ``asd monitor``
+and ``asd enroll`` alike). :class:`ChannelScorer` scores a batch of decoded channels with them, as the
+scoring run did (scoring/channels.py): per-channel detectors fused by mean / max, or the residual of
+the ridge; ``inputs`` gives what each channel's detector scores, so enrollment adds the same vectors
+to the references.
 """
 
 from __future__ import annotations
@@ -56,12 +59,47 @@ class BundleChannels:
         data = json.loads(path.read_text())
         return cls(data["channels"], data.get("fusion"), data.get("noise_reference"), data.get("thresholds") or {})
 
+    def index_root(self, bundle: Path, role: str) -> Path:
+        """The folder whose ``indexes/`` holds ``role``'s section indexes: the bundle itself for the
+        first channel, ``channels/<role>`` for the others."""
+        return bundle if role == self.channels[0] else bundle / "channels" / role
+
     def describe(self) -> str:
         if self.noise_reference:
             return f"{self.channels[0]} channel conditioned on the {self.noise_reference} channel"
         if len(self.channels) > 1:
             return f"channels {' and '.join(self.channels)} fused by {self.fusion}"
         return f"the {self.channels[0]} channel"
+
+
+def channel_waves(path: Path, info, audio_cfg, roles: list[str] | None = None) -> dict[str, np.ndarray]:
+    """role -> waveform (float32 at ``audio_cfg.sample_rate``, before any full-scale limit) of each of
+    ``roles`` of the WAV file ``path`` (``info``: its ``audio_io.probe``); ``primary`` is the clip's
+    primary waveform, ``roles`` None that alone. An ``AudioFileError`` names the channels a file lacks
+    (a mono file sent to a two-channel model)."""
+    from dataclasses import replace
+
+    from asd_core.datasets import audio_io
+
+    if roles is None:
+        return {PRIMARY: audio_io.decode(path, info, audio_cfg)}
+    wide = replace(audio_cfg, channels="all") if any(r.startswith("ch") for r in roles) else audio_cfg
+    decoded = audio_io.decode_channels(path, info, wide)
+    found = {role: wave for _, role, wave in decoded}
+    found[PRIMARY] = decoded[0][2]
+    if "mean" in roles and "mean" not in found:
+        found["mean"] = audio_io.decode(path, info, replace(audio_cfg, channel="mean"))
+    missing = [r for r in roles if r not in found]
+    if missing:
+        kind = "mono" if info.channels == 1 else f"{info.channels}-channel"
+        raise audio_io.AudioFileError(f"{kind} audio has no {' or '.join(missing)} channel; this model scores "
+                                      f"{' and '.join(roles)}: send the {len(roles)}-channel recording")
+    return {r: found[r] for r in roles}
+
+
+def fuse_scores(per_channel, fusion: str | None) -> np.ndarray:
+    """Late fusion over the first axis (channels): max for ``max``, else the mean (one channel: itself)."""
+    return (np.max if fusion == "max" else np.mean)(np.asarray(per_channel, dtype=np.float64), axis=0)
 
 
 def load_section_detectors(bundle: Path) -> dict[tuple[str, str, str], tuple]:
@@ -85,7 +123,7 @@ class ChannelScorer:
         self.spec = spec
         self.detectors = {spec.channels[0]: primary_detectors}
         for role in spec.channels[1:]:
-            self.detectors[role] = load_section_detectors(bundle / "channels" / role)
+            self.detectors[role] = load_section_detectors(spec.index_root(bundle, role))
         self.ridges = {}
         if spec.noise_reference:
             for ridge in sorted((bundle / "indexes").glob(f"*/*/section_*/{RIDGE_FILE}")):
@@ -93,17 +131,27 @@ class ChannelScorer:
                 key = (folder.parent.parent.name, folder.parent.name, folder.name.removeprefix("section_"))
                 self.ridges[key] = load_noise_reference(ridge)
 
+    def inputs(self, key: tuple[str, str, str], vectors: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """What each channel's detector of section ``key`` scores (and holds as references), in the
+        bundle's channel order: the channel's embeddings, for the first channel under a noise
+        reference the ridge residual given the reference channel's embeddings (float32)."""
+        spec = self.spec
+        out = [vectors[c] for c in spec.channels]
+        if spec.noise_reference:
+            out[0] = self.ridges[key].residual(vectors[spec.noise_reference], out[0]).astype(np.float32)
+        return out
+
+    def threshold(self, key: tuple[str, str, str]) -> float:
+        """The section's decision threshold: the run's (``channels.json``), else the first channel's."""
+        return self.spec.thresholds.get(section_key(*key), self.detectors[self.spec.channels[0]][key][1])
+
     def score(self, keys: list[tuple[str, str, str]], vectors: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(scores, thresholds) of rows in the sections ``keys``; ``vectors``: role -> [rows, dim]."""
         spec = self.spec
         scores, thresholds = np.empty(len(keys)), np.empty(len(keys))
         for i, key in enumerate(keys):
-            first = spec.channels[0]
-            x = vectors[first][i : i + 1]
-            if spec.noise_reference:
-                x = self.ridges[key].residual(vectors[spec.noise_reference][i : i + 1], x).astype(np.float32)
-            per = [self.detectors[first][key][0].score(x)[0]]
-            per += [self.detectors[c][key][0].score(vectors[c][i : i + 1])[0] for c in spec.channels[1:]]
-            scores[i] = float(np.max(per) if spec.fusion == "max" else np.mean(per))
-            thresholds[i] = spec.thresholds.get(section_key(*key), self.detectors[first][key][1])
+            xs = self.inputs(key, {r: v[i : i + 1] for r, v in vectors.items()})
+            per = [self.detectors[c][key][0].score(x)[0] for c, x in zip(spec.channels, xs)]
+            scores[i] = float(fuse_scores(per, spec.fusion))
+            thresholds[i] = self.threshold(key)
         return scores, thresholds

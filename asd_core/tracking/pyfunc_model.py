@@ -25,7 +25,8 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from asd_core.tracking.channel_bundle import PRIMARY, BundleChannels, ChannelScorer, load_section_detectors  # noqa: F401
+from asd_core.tracking.channel_bundle import (PRIMARY, BundleChannels, ChannelScorer, channel_waves,  # noqa: F401
+                                              load_section_detectors)
 
 BUNDLE = "bundle"
 SOURCES = ("path", "audio_b64")  # exactly one per row
@@ -60,27 +61,13 @@ def decode_wav(path: Path, audio_cfg, roles: list[str] | None = None):
     the model's rate, limit float samples to full scale; AudioFileError/OSError on bad files.
     With ``roles`` (a channel model, channel_bundle.py): role -> waveform of each of those channels
     (``primary``: the clip's primary waveform), an AudioFileError when the file lacks one."""
-    from dataclasses import replace
-
     from asd_core.datasets import audio_io
 
     if not path.exists() and not path.is_symlink():  # audio_io's reason ("vanished during ingest") fits ingest only
         raise audio_io.AudioFileError("no such file")
     info = audio_io.probe(path)
-    if roles is None:
-        return audio_io.limit_full_scale(audio_io.decode(path, info, audio_cfg), info)[0]
-    wide = replace(audio_cfg, channels="all") if any(r.startswith("ch") for r in roles) else audio_cfg
-    decoded = audio_io.decode_channels(path, info, wide)
-    found = {role: wave for _, role, wave in decoded}
-    found[PRIMARY] = decoded[0][2]
-    if "mean" in roles and "mean" not in found:
-        found["mean"] = audio_io.decode(path, info, replace(audio_cfg, channel="mean"))
-    missing = [r for r in roles if r not in found]
-    if missing:
-        kind = "mono" if info.channels == 1 else f"{info.channels}-channel"
-        raise audio_io.AudioFileError(f"{kind} audio has no {' or '.join(missing)} channel; this model scores "
-                                      f"{' and '.join(roles)}: send the {len(roles)}-channel recording")
-    return {r: audio_io.limit_full_scale(found[r], info)[0] for r in roles}
+    waves = {r: audio_io.limit_full_scale(w, info)[0] for r, w in channel_waves(path, info, audio_cfg, roles).items()}
+    return waves[PRIMARY] if roles is None else waves
 
 
 def decode_wav_b64(text: str, audio_cfg, tmp: Path, roles: list[str] | None = None):
