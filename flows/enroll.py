@@ -1,5 +1,6 @@
 """Enroll flow: add a new operating condition to a registered model's section (asd_core/enrollment),
-recorded as a Prefect flow run with a table artifact of what was enrolled."""
+recorded as a Prefect flow run with a table artifact of what was enrolled (and, for a model of
+channels, which channels it scores: each one's index was refitted)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ def enroll_flow(clips_dir: str, machine_type: str, section: str, domain: str, wo
         key=ARTIFACT_KEY,
         table=[{"model": f"{r.name} version {r.version}", "parent_version": r.parent_version,
                 "section": f"{r.dataset}/{r.machine_type}/section_{r.section}", "domain": r.domain, "clips": r.clips,
-                "threshold_before": r.threshold_before, "threshold_after": r.threshold_after}],
+                "threshold_before": r.threshold_before, "threshold_after": r.threshold_after,
+                "scores": r.channels or "primary waveform"}],
         description=description)
     return r.as_dict()

@@ -2,7 +2,9 @@
 through Prefect: a table artifact of the run's anomalies and one ``asd.anomaly.detected`` event per
 anomalous clip (the ``max_events`` highest scores; the rest in one ``asd.anomaly.burst`` event), so
 automations (webhook, e-mail) attach without code. A run that found files and could score none
-ends in Prefect state Failed (its report is the state's data), so failure automations fire too."""
+ends in Prefect state Failed (its report is the state's data), so failure automations fire too.
+A model of channels (far, fused near + far, near conditioned on far) reads them from each
+two-channel file; a file without them (mono) is quarantined, naming the missing channel."""
 
 from __future__ import annotations
 
@@ -73,9 +75,10 @@ def monitor_flow(incoming: str, workspace: str = "./asd-workspace", model: str =
     m = load_model(ws, model, tracking_uri)
     report = run_monitor(ws, m, Path(incoming), Path(manifest) if manifest else None, rescore)
     anomalies = report.anomalies
+    scores = f" ({m.channels.describe()})" if m.channels else ""  # a channel model: which channels it scores
     create_table_artifact(key=ARTIFACT_KEY, table=_artifact_rows(anomalies),
                           description=f"{len(anomalies)} anomalous of {len(report.detections)} clips scored by {m.name} "
-                                      f"version {m.version} in {incoming} (batch {report.batch_id})")
+                                      f"version {m.version}{scores} in {incoming} (batch {report.batch_id})")
     ranked = sorted(anomalies, key=lambda a: -a["score"])
     for a in ranked[:max_events]:
         emit_anomaly(a)

@@ -1,10 +1,11 @@
 """The normal clips of one enrollment: every WAV file under a folder, checked before anything is
-embedded or written (count, readability, sample rate, duration against the section's clips)."""
+embedded or written (count, readability, sample rate, duration against the section's clips, and
+for a model of channels, e.g. near and far, that each file carries them)."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import numpy as np
 from asd_core.config import AudioConfig
 from asd_core.datasets import audio_io
 from asd_core.datasets.audio_io import AudioFileError, AudioInfo
+from asd_core.tracking.channel_bundle import PRIMARY, channel_waves
 
 AUDIO_SUFFIXES = (".wav",)
 # a clip shorter than half or longer than twice the section's median is refused: another kind of
@@ -31,7 +33,11 @@ class EnrollmentClip:
     relative_path: str  # posix, under the enrollment folder
     info: AudioInfo
     sha256: str
-    wave: np.ndarray  # mono float32 at the model's sample rate
+    wave: np.ndarray  # the primary waveform: mono float32 at the model's sample rate
+    # role -> waveform of each channel the model scores (``primary`` alone for a model of the primary waveform)
+    waves: dict[str, np.ndarray] = field(default_factory=dict)
+    # every channel ingest would store, (channel index, role, waveform), primary first: stored like ingested clips
+    stored: tuple[tuple[int | None, str, np.ndarray], ...] = ()
 
 
 def _listing(problems: list[str]) -> str:
@@ -57,13 +63,25 @@ def find_wavs(folder: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
-def read_enrollment_clips(folder: Path, sample_rate: int, min_clips: int,
-                          median_duration_s: float | None = None) -> list[EnrollmentClip]:
+def decode_clip(path: Path, info: AudioInfo, cfg: AudioConfig, roles: list[str] | None = None
+                ) -> tuple[dict[str, np.ndarray], tuple[tuple[int | None, str, np.ndarray], ...]]:
+    """(the model's channels, the stored channels) of one file, float samples limited to full scale
+    as ingest limits them; AudioFileError naming a channel the model needs and the file lacks."""
+    stored = tuple((index, role, audio_io.limit_full_scale(wave, info)[0])
+                   for index, role, wave in audio_io.decode_channels(path, info, cfg))
+    if roles is None:
+        return {PRIMARY: stored[0][2]}, stored
+    return {r: audio_io.limit_full_scale(w, info)[0] for r, w in channel_waves(path, info, cfg, roles).items()}, stored
+
+
+def read_enrollment_clips(folder: Path, sample_rate: int, min_clips: int, median_duration_s: float | None = None,
+                          roles: list[str] | None = None) -> list[EnrollmentClip]:
     """Probe, check and decode every clip of ``folder``; :class:`EnrollmentError` listing every bad file.
 
     ``min_clips``: K + 1 (a reference needs K neighbours among the others); ``sample_rate``: the
     model's (other rates are refused, not resampled: enrollment clips define the new domain, they
-    should be recorded like it); ``median_duration_s``: the section's, when known.
+    should be recorded like it); ``median_duration_s``: the section's, when known; ``roles``: the
+    channels a channel model scores (``BundleChannels.roles``; a file lacking one is refused).
     """
     folder = Path(folder).expanduser().resolve()
     paths = find_wavs(folder)
@@ -89,8 +107,9 @@ def read_enrollment_clips(folder: Path, sample_rate: int, min_clips: int,
         cfg = AudioConfig(sample_rate=sample_rate)
         for path, info in probed:
             try:
-                wave, _ = audio_io.limit_full_scale(audio_io.decode(path, info, cfg), info)
-                clips.append(EnrollmentClip(path, path.relative_to(folder).as_posix(), info, audio_io.sha256_of(path), wave))
+                waves, stored = decode_clip(path, info, cfg, roles)
+                clips.append(EnrollmentClip(path, path.relative_to(folder).as_posix(), info, audio_io.sha256_of(path),
+                                            stored[0][2], waves, stored))
             except (AudioFileError, OSError) as exc:
                 problems.append(f"{path}: {exc}")
     if problems:

@@ -1,10 +1,11 @@
 """Enroll a new operating condition into one section of a registered model version (issue 16 part 3).
 
-Steps: resolve the parent version and its section detector; check and decode the clips; embed them
-with the version's own encoder; refit the section on parent references + new clips (rho of every
-reference and the threshold, exact as in a scoring run: methods.md section 2); copy the parent's
-bundle with that one section replaced; store the clips and register the copy as a new version
-(alias ``challenger``). The parent's files and registry entry are never written.
+Steps: resolve the parent version and its section detector; check and decode the clips (each
+channel a channel model scores); embed them with the version's own encoder; refit the section on
+parent references + new clips (rho of every reference and the threshold, exact as in a scoring run:
+methods.md section 2; every channel's index of a channel model, refit.py); copy the parent's bundle
+with that one section replaced; store the clips and register the copy as a new version (alias
+``challenger``). The parent's files and registry entry are never written.
 """
 
 from __future__ import annotations
@@ -18,18 +19,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-
 from asd_core.config import Workspace
 from asd_core.enrollment import tables
 from asd_core.enrollment.clips import EnrollmentClip, EnrollmentError, check_domain, read_enrollment_clips
+from asd_core.enrollment.refit import refit_model_section
 from asd_core.hashing import json_id
 from asd_core.monitor.discover import normalise_section
 from asd_core.monitor.model import DEFAULT_MODEL, ModelError, bundle_dir, load_model, parse_model
-from asd_core.scoring import index_store
-from asd_core.scoring.config import ScoringConfig
-from asd_core.scoring.detector import make_detector
-from asd_core.scoring.distances import ScoringInputError
 from asd_core.storage.catalog import connect
 from asd_core.storage.lock import workspace_lock
 from asd_core.tracking.registry import register_bundle
@@ -60,50 +56,10 @@ class EnrollmentResult:
     already_enrolled: bool = False
     sha256: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    channels: str | None = None  # what a channel model scores (BundleChannels.describe); None: the primary waveform
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-@dataclass
-class SectionRefit:
-    config: ScoringConfig
-    references_before: int
-    references_after: int
-    threshold_before: float
-    threshold_after: float
-    seconds: float
-
-
-def refit_section(parent: Path, out: Path, vectors: np.ndarray, ids: list[str], domain: str) -> SectionRefit:
-    """Write into ``out`` the index folder of ``parent`` refitted on its references + ``vectors``.
-
-    Every reference's rho is recomputed (one exact leave-one-out search over the section: cheap at
-    the sizes of a section, and simpler to trust than patching the neighbours that changed)."""
-    manifest = json.loads((parent / "manifest.json").read_text())
-    refs_file = parent / "references.npy"
-    if not refs_file.exists():
-        raise EnrollmentError(f"{parent}: this model version predates stored references (index version "
-                              f"{manifest.get('version')}); register its run again, then enroll into the new version")
-    refs = index_store.load_array(refs_file)
-    if vectors.shape[1] != refs.shape[1]:
-        raise EnrollmentError(f"{parent}: the encoder gives {vectors.shape[1]}-d vectors, the section's references are "
-                              f"{refs.shape[1]}-d")
-    cfg = ScoringConfig(**manifest["config"])
-    start = time.perf_counter()
-    try:
-        det = make_detector(cfg).fit(np.concatenate([refs, np.asarray(vectors, refs.dtype)]))
-    except ScoringInputError as exc:
-        raise EnrollmentError(f"{parent}: cannot refit the section: {exc}") from None
-    seconds = time.perf_counter() - start
-    counts = dict(manifest.get("counts") or {})
-    enrolled = dict(counts.get("enrolled") or {})
-    enrolled[domain] = enrolled.get(domain, 0) + len(ids)
-    counts.update(references=det.n_references_, enrolled=enrolled)
-    # what the references are: the parent's (by their content hash) and the enrolled clips
-    input_hash = index_store.content_hash([f"parent:{manifest.get('input_hash')}", *ids], det.index_.refs)
-    index_store.save(out, det, det.threshold_, input_hash, counts)
-    return SectionRefit(cfg, refs.shape[0], det.n_references_, float(manifest["threshold"]), float(det.threshold_), seconds)
 
 
 @dataclass
@@ -174,16 +130,16 @@ def enroll(ws: Workspace, clips_dir: Path, machine_type: str, section: str, doma
     section = normalise_section(section)
     m = load_model(ws, model, tracking_uri)
     try:
-        dataset, det, _ = m.detector(machine_type, section)
+        key = m.section(machine_type, section)
     except KeyError as exc:
         raise EnrollmentError(f"cannot enroll into {model}: {exc.args[0]}; nothing was registered") from None
+    dataset, det = key[0], m.detectors[key][0]
     if not det.persistable:
         raise EnrollmentError(f"{m.name} version {m.version}: normalization {det.config.normalization!r} cannot be refitted")
     bundle = bundle_dir(m.folder)
-    parent_index = bundle / "indexes" / dataset / machine_type / f"section_{section}"
     training = training_clips(ws, dataset, machine_type, section)
     clips = read_enrollment_clips(Path(clips_dir), m.sample_rate, det.config.k + 1,
-                                  _section_duration(bundle, training, dataset, machine_type, section))
+                                  _section_duration(bundle, training, dataset, machine_type, section), m.roles)
     folder = Path(clips_dir).expanduser().resolve()
     timings["read"] = time.perf_counter() - t0
     shas = [c.sha256 for c in clips]
@@ -210,16 +166,16 @@ def enroll(ws: Workspace, clips_dir: Path, machine_type: str, section: str, doma
         raise EnrollmentError(f"{len(already)} of the {len(clips)} clips in {folder} are already references of the section; "
                               f"remove them from the folder (nothing was stored or registered):\n  {listed}")
 
-    log(f"embedding {len(clips)} clips with {m.card['name']} (version {m.card['version']}) ...")
+    scored = f" ({m.channels.describe()})" if m.channels else ""
+    log(f"embedding {len(clips)} clips with {m.card['name']} (version {m.card['version']}){scored} ...")
     t = time.perf_counter()
-    vectors = np.asarray(m.encoder.embed([c.wave for c in clips]), np.float32)
+    inputs = m.inputs(key, m.embed([c.waves for c in clips]))
     timings["embed"] = time.perf_counter() - t
     with workspace_lock(ws, f"asd enroll {machine_type}/section_{section} {domain}"), \
             tempfile.TemporaryDirectory(prefix="asd-enroll-") as tmp:
         new_bundle = Path(tmp) / bundle.name
         shutil.copytree(bundle, new_bundle)
-        section_dir = new_bundle / "indexes" / dataset / machine_type / f"section_{section}"
-        refit = refit_section(parent_index, section_dir, vectors, ids, domain)
+        refit = refit_model_section(bundle, new_bundle, key, m.channels, inputs, ids, domain)
         timings["refit"] = refit.seconds
         log(f"{machine_type}/section_{section}: {refit.references_before} -> {refit.references_after} references, "
             f"threshold {refit.threshold_before:.6g} -> {refit.threshold_after:.6g} (refit {refit.seconds:.2f} s)")
@@ -247,7 +203,8 @@ def enroll(ws: Workspace, clips_dir: Path, machine_type: str, section: str, doma
                               run_name=f"enroll-{machine_type}-{section}-{domain}",
                               params={"parent_version": m.version, "machine_type": machine_type, "section": section,
                                       "dataset": dataset, "domain": domain, "clips": len(clips),
-                                      "normalization": refit.config.normalization, **refit.config.params()},
+                                      "normalization": refit.config.normalization, **refit.config.params(),
+                                      **({"channels": m.channels.describe()} if m.channels else {})},
                               official=official, kind="enrollment", artifacts={"enrollment": clip_list})
         timings["register"] = time.perf_counter() - t
         rows = [{"enrollment_id": enrollment_id, "model_name": m.name, "model_version": reg["version"],
@@ -259,7 +216,8 @@ def enroll(ws: Workspace, clips_dir: Path, machine_type: str, section: str, doma
     timings["total"] = time.perf_counter() - t0
     return EnrollmentResult(m.name, reg["version"], m.version, dataset, machine_type, section, domain, enrollment_id,
                             len(clips), refit.references_before, refit.references_after, refit.threshold_before,
-                            refit.threshold_after, refit.seconds, sha256=shas, timings=timings)
+                            refit.threshold_after, refit.seconds, sha256=shas, timings=timings,
+                            channels=m.channels.describe() if m.channels else None)
 
 
 def _append_enrollment_note(bundle: Path, parent: str, dataset: str, machine_type: str, section: str, domain: str,

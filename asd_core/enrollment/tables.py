@@ -1,9 +1,12 @@
 """What an enrollment stores in the workspace: its clips like ingested clips (the ``clips`` and
 ``audio`` partitions of the section's dataset and machine type, split ``train``, the enrolled
-domain) and one ``enrollments`` row per clip, each written atomically, then published into DuckDB."""
+domain; a two-channel clip's far channel in ``audio_channels`` as ingest stores it, so a later
+``asd embed --channel far`` and fused scoring runs cover the enrolled clips too) and one
+``enrollments`` row per clip, each written atomically, then published into DuckDB."""
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 
 import pyarrow as pa
@@ -14,9 +17,9 @@ from asd_core.enrollment.clips import EnrollmentClip, EnrollmentError
 from asd_core.hashing import text_id
 from asd_core.schemas import CLIPS, ENROLLMENTS
 from asd_core.storage.atomic import read_parquet_or_empty, write_parquet_atomic
-from asd_core.storage.audio import audio_partition_writer, stored_audio_dtype
+from asd_core.storage.audio import audio_partition_writer, partition_clip_ids, stored_audio_dtype
 from asd_core.storage.catalog import publish_batches, publish_ingest, transaction
-from asd_core.storage.paths import all_files, audio_file, clips_file
+from asd_core.storage.paths import all_files, audio_channels_file, audio_file, clips_file
 
 SCHEME = "enrollment"  # clips.scheme of enrolled clips (the others name a DCASE / MIMII naming scheme)
 
@@ -30,8 +33,10 @@ def enrolled_clip_id(dataset: str, machine_type: str, section: str, domain: str,
 def store_clips(ws: Workspace, dataset: str, machine_type: str, section: str, domain: str, folder: Path,
                 clips: list[EnrollmentClip], sample_rate: int, ids: list[str]) -> None:
     """Add the clips to the ``(dataset, machine_type)`` partitions (rows of the same ids are replaced,
-    every other row kept), then refresh ``clips`` / ``audio`` in DuckDB."""
-    cpath, apath = clips_file(ws, dataset, machine_type), audio_file(ws, dataset, machine_type)
+    every other row kept), then refresh ``clips`` / ``audio`` in DuckDB. Channels beyond the primary
+    one go to the ``audio_channels`` partition, whose other rows are kept."""
+    cpath, apath, xpath = clips_file(ws, dataset, machine_type), audio_file(ws, dataset, machine_type), \
+        audio_channels_file(ws, dataset, machine_type)
     old = read_parquet_or_empty(cpath, CLIPS).to_pylist()
     rates = {r["pipeline_sample_rate"] for r in old}
     if rates and rates != {sample_rate}:
@@ -40,11 +45,26 @@ def store_clips(ws: Workspace, dataset: str, machine_type: str, section: str, do
     new_ids = set(ids)
     kept = [r for r in old if r["clip_id"] not in new_ids]
     audio_cfg = AudioConfig(sample_rate=sample_rate)
+    dtype = stored_audio_dtype(apath) or audio_cfg.storage_dtype
+    rows_per_group = IngestConfig().audio_rows_per_group
+    others = any(len(c.stored) > 1 for c in clips)
     rows = []
-    with audio_partition_writer(apath, stored_audio_dtype(apath) or audio_cfg.storage_dtype, sample_rate,
-                                IngestConfig().audio_rows_per_group, keep={r["clip_id"] for r in kept}) as add:
+    with ExitStack() as stack:
+        add = stack.enter_context(audio_partition_writer(apath, dtype, sample_rate, rows_per_group,
+                                                         keep={r["clip_id"] for r in kept}))
+        held = set(partition_clip_ids(xpath)) if xpath.exists() else set()
+        add_other = None
+        if others or held & new_ids and held - new_ids:  # it gains rows, or loses those of re-enrolled ids
+            add_other = stack.enter_context(audio_partition_writer(xpath, dtype, sample_rate, rows_per_group,
+                                                                   keep=held - new_ids))
         for cid, c in zip(ids, clips):
-            add(cid, c.wave)
+            stored = c.stored or ((None, None, c.wave),)
+            flags = {}
+            for i, (index, role, wave) in enumerate(stored):
+                (add if i == 0 else add_other)(cid, wave, index, role)
+                flag = audio_io.channel_flag(wave) if len(stored) > 1 else None
+                if flag:
+                    flags[role] = flag
             rows.append({
                 "clip_id": cid, "dataset": dataset, "scheme": SCHEME, "split": "train", "machine_type": machine_type,
                 "section": section, "domain": domain, "label": "normal", "attributes": [("enrolled_domain", domain)],
@@ -52,7 +72,11 @@ def store_clips(ws: Workspace, dataset: str, machine_type: str, section: str, do
                 "channels": c.info.channels, "num_samples": c.info.num_samples, "duration_s": c.info.duration_s,
                 "channel_selection": audio_io.channel_selection(c.info, audio_cfg), "pipeline_sample_rate": sample_rate,
                 "file_size": c.info.file_size, "file_mtime_ns": c.path.stat().st_mtime_ns, "sha256": c.sha256,
+                "channel_roles": [role for _, role, _ in stored] if len(stored) > 1 else None,
+                "channel_flags": list(flags.items()) if flags else None,
             })
+    if held and held <= new_ids and not others:  # it held only re-enrolled clips' channels: none now
+        xpath.unlink()
     rows = sorted([*kept, *rows], key=lambda r: (r["root"], r["relative_path"]))
     write_parquet_atomic(pa.Table.from_pylist(rows, schema=CLIPS), cpath, CLIPS)
     publish_ingest(ws)

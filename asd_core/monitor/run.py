@@ -23,6 +23,7 @@ from asd_core.hashing import file_sha256
 from asd_core.monitor.discover import Candidate, discover_folder, read_manifest
 from asd_core.monitor.model import MonitorModel
 from asd_core.monitor.tables import monitor_lock, publish, quarantined_keys, scored_keys, write_batch
+from asd_core.tracking.channel_bundle import channel_waves
 
 logger = logging.getLogger("asd.monitor")
 
@@ -82,17 +83,23 @@ class _Skip(Exception):
 def score_file(model: MonitorModel, cand: Candidate) -> tuple[dict, list[tuple[str, str]]]:
     """Score one recording: the detection's values and notes (stage, reason) on changes made to the audio.
 
-    Decoding follows the registered pyfunc (same sample rate and channel choice); float samples beyond
-    full scale are handled as ingest does. Raises ``_Skip`` for anything that stops the file.
+    Decoding follows the registered pyfunc (same sample rate and channel choice; a channel model reads
+    each channel it scores, and a file that lacks one, e.g. a mono file, is quarantined naming it);
+    float samples beyond full scale are handled as ingest does. Raises ``_Skip`` for anything that
+    stops the file.
     """
     try:
-        dataset, det, threshold = model.detector(cand.machine_type, cand.section, cand.dataset)
+        key = model.section(cand.machine_type, cand.section, cand.dataset)
     except KeyError as exc:
         raise _Skip("model", exc.args[0]) from None
+    roles = model.roles
     try:
         info = audio_io.probe(cand.path)
-        wave = audio_io.decode(cand.path, info, AudioConfig(sample_rate=model.sample_rate))
-        wave, clip_warning = audio_io.limit_full_scale(wave, info)
+        waves, clip_warnings = {}, []
+        for role, wave in channel_waves(cand.path, info, AudioConfig(sample_rate=model.sample_rate), roles).items():
+            waves[role], warning = audio_io.limit_full_scale(wave, info)
+            if warning:
+                clip_warnings.append(warning if roles is None else f"{warning} ({role} channel)")
     except audio_io.AudioFileError as exc:
         raise _Skip("decode", str(exc)) from None
     except OSError as exc:  # TransientIOError included: this run leaves the file for the next
@@ -100,17 +107,18 @@ def score_file(model: MonitorModel, cand: Candidate) -> tuple[dict, list[tuple[s
     notes = []
     if info.sample_rate != model.sample_rate:
         notes.append(("resample", f"sample rate {info.sample_rate} Hz, resampled to the model's {model.sample_rate} Hz"))
-    if clip_warning:
-        notes.append(("clip", clip_warning))
+    notes += [("clip", w) for w in dict.fromkeys(clip_warnings)]
     try:
-        vector = np.asarray(model.encoder.embed([wave]), np.float32)
-        if vector.shape[0] != 1 or not np.isfinite(vector).all():
+        vectors = model.embed([waves])
+        if any(v.shape[0] != 1 or not np.isfinite(v).all() for v in vectors.values()):
             raise ValueError("the encoder returned a non-finite or misshapen embedding")
-        score = float(det.score(vector)[0])
+        scores, thresholds = model.score([key], vectors)
+        score, threshold = float(scores[0]), float(thresholds[0])
     except Exception as exc:  # noqa: BLE001 - one file's failure must not stop the batch
         raise _Skip("embed", f"cannot embed or score the audio ({type(exc).__name__}: {exc})") from None
+    det = model.detectors[key][0]
     q = getattr(getattr(det, "config", None), "threshold_quantile", None) or model.scoring.get("threshold_quantile")
-    return {"dataset": dataset, "score": score, "threshold": threshold, "decision": int(score > threshold),
+    return {"dataset": key[0], "score": score, "threshold": threshold, "decision": int(score > threshold),
             "sample_rate": int(info.sample_rate), "threshold_quantile": None if q is None else float(q)}, notes
 
 
