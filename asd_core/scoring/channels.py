@@ -171,7 +171,7 @@ def _condition(sec: SectionInput, ref: SectionInput | None, spec: ChannelSpec) -
             sec.tests = model.residual(far_tests, sec.tests).astype(np.float32)
     except NoiseReferenceError as exc:
         raise ScoringInputError(f"{sec.name}: {exc}") from None
-    sec.variant = f"{spec.channels[0] or 'primary'}-given-{spec.noise_reference}"
+    sec.variant = spec.variants()[0]
     sec.conditioner = model
     fit = model.summary()
     return {k: fit[k] for k in ("alpha", "effective_dof", "n", "rank")}
@@ -203,12 +203,16 @@ def score_channel_section(ws: Workspace, encoder: str, version: str, group: list
     return fuse(results, spec.fusion, quantile)
 
 
+def fuse_scores(per_channel, fusion: str | None) -> np.ndarray:
+    """Late fusion over the first axis (channels): max for ``max``, else the mean (one channel: itself)."""
+    return (np.max if fusion == "max" else np.mean)(np.asarray(per_channel, dtype=np.float64), axis=0)
+
+
 def fuse(results: list[SectionResult], how: str, quantile: float) -> SectionResult:
     """Late fusion of per-channel results of one section (same clips, same order): scores and the
     references' leave-one-out scores combined by ``how``, the threshold their ``quantile``."""
-    combine = np.mean if how == "mean" else np.max
-    scores = combine(np.stack([r.scores for r in results]), axis=0)
-    refs = combine(np.stack([r.reference_scores for r in results]), axis=0)
+    scores = fuse_scores([r.scores for r in results], how)
+    refs = fuse_scores([r.reference_scores for r in results], how)
     choice = {f"channel {i}": r.choice for i, r in enumerate(results) if r.choice is not None} or None
     return replace(results[0], scores=scores, threshold=float(np.quantile(refs, quantile)), reference_scores=refs,
                    index_reused=all(r.index_reused for r in results), choice=choice)

@@ -133,11 +133,11 @@ def load_sections(ws: Workspace, encoder: str, version: str, machine_type: str, 
                 test_rows[key].append(row_of[c["clip_id"]])
                 section_of[c["clip_id"]] = key
     expected = dict(audio_keys)
-    for f in files:  # vectors of another channel than the primary carry that channel's key
-        if f.name not in ("embeddings.parquet", "noisy.parquet"):
-            for cid in pq.read_table(f, columns=["clip_id"]).column("clip_id").to_pylist():
-                if cid in expected:
-                    expected[cid] = channel_key(audio_keys[cid], channel)
+    own_files = [f for f in files if f.name not in ("embeddings.parquet", "noisy.parquet")]  # another channel's
+    for f in own_files:  # vectors of another channel than the primary carry that channel's key
+        for cid in pq.read_table(f, columns=["clip_id"]).column("clip_id").to_pylist():
+            if cid in expected:
+                expected[cid] = channel_key(audio_keys[cid], channel)
     if noisy:
         for rows in noisy_rows_by_partition(ws, machine_type).values():
             for r in rows:
@@ -148,9 +148,9 @@ def load_sections(ws: Workspace, encoder: str, version: str, machine_type: str, 
                     expected[r["noisy_clip_id"]] = mixture_key(r, audio_keys[r["clip_id"]])
     _refuse_stale(encoder, machine_type, [(cid, stored_keys[row_of[cid]], expected[cid])
                                           for sec in sections.values() for cid in sec.ref_ids + sec.test_ids])
-    own_files = {hive_value(f.parent) for f in files if f.name not in ("embeddings.parquet", "noisy.parquet")}
+    own_datasets = {hive_value(f.parent) for f in own_files}
     for key, sec in sections.items():
-        sec.variant = channel if sec.dataset in own_files else None  # a primary waveform shares the default indexes
+        sec.variant = channel if sec.dataset in own_datasets else None  # a primary waveform shares the default indexes
         sec.refs = vectors[ref_rows[key]] if ref_rows[key] else np.empty((0, vectors.shape[1]), np.float32)
         sec.tests = vectors[test_rows[key]] if test_rows[key] else np.empty((0, vectors.shape[1]), np.float32)
     return [sections[k] for k in sorted(sections)]

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from asd_core.scoring.channels import fuse_scores  # noqa: F401  (one fusion rule for runs, pyfunc, monitor, enroll)
+
 CHANNELS_FILE = "channels.json"
 PRIMARY = "primary"
 RIDGE_FILE = "noise_reference.npz"
@@ -95,11 +97,6 @@ def channel_waves(path: Path, info, audio_cfg, roles: list[str] | None = None) -
         raise audio_io.AudioFileError(f"{kind} audio has no {' or '.join(missing)} channel; this model scores "
                                       f"{' and '.join(roles)}: send the {len(roles)}-channel recording")
     return {r: found[r] for r in roles}
-
-
-def fuse_scores(per_channel, fusion: str | None) -> np.ndarray:
-    """Late fusion over the first axis (channels): max for ``max``, else the mean (one channel: itself)."""
-    return (np.max if fusion == "max" else np.mean)(np.asarray(per_channel, dtype=np.float64), axis=0)
 
 
 def load_section_detectors(bundle: Path) -> dict[tuple[str, str, str], tuple]:
