@@ -127,7 +127,7 @@ def test_failure_mid_stage_then_rerun(tmp_path, demo_small, prefect_harness, mon
     before = _rows(ws, tables)
     files = {p: p.read_bytes() for p in ws.parquet.rglob("*.parquet")}
 
-    real, calls = flows.score.score_section, []
+    real, calls = flows.score.score_channel_section, []
 
     def failing(*args, **kwargs):  # the 3rd section scored raises, as a crash mid-stage would
         calls.append(1)
@@ -135,7 +135,7 @@ def test_failure_mid_stage_then_rerun(tmp_path, demo_small, prefect_harness, mon
             raise RuntimeError("injected failure on the 3rd section")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(flows.score, "score_section", failing)
+    monkeypatch.setattr(flows.score, "score_channel_section", failing)
     with pytest.raises(RuntimeError, match="injected failure"):
         pipeline_flow(config=_spectral(ws.root, demo_small, k=2))
     assert len(calls) >= 3
@@ -145,7 +145,7 @@ def test_failure_mid_stage_then_rerun(tmp_path, demo_small, prefect_harness, mon
     with workspace_lock(ws):  # the failed run released the workspace
         pass
 
-    monkeypatch.setattr(flows.score, "score_section", real)
+    monkeypatch.setattr(flows.score, "score_channel_section", real)
     done = pipeline_flow(config=_spectral(ws.root, demo_small, k=2))
     assert _status(done)["ingest"] == _status(done)["embed-stft-mean"] == "cached"
     assert _status(done)["score-stft-mean-knn"] == "computed"
