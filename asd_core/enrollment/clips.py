@@ -75,13 +75,14 @@ def decode_clip(path: Path, info: AudioInfo, cfg: AudioConfig, roles: list[str] 
 
 
 def read_enrollment_clips(folder: Path, sample_rate: int, min_clips: int, median_duration_s: float | None = None,
-                          roles: list[str] | None = None) -> list[EnrollmentClip]:
+                          roles: list[str] | None = None, audio_cfg: AudioConfig | None = None) -> list[EnrollmentClip]:
     """Probe, check and decode every clip of ``folder``; :class:`EnrollmentError` listing every bad file.
 
     ``min_clips``: K + 1 (a reference needs K neighbours among the others); ``sample_rate``: the
     model's (other rates are refused, not resampled: enrollment clips define the new domain, they
     should be recorded like it); ``median_duration_s``: the section's, when known; ``roles``: the
-    channels a channel model scores (``BundleChannels.roles``; a file lacking one is refused).
+    channels a channel model scores (``BundleChannels.roles``; a file lacking one is refused);
+    ``audio_cfg``: how the model's training clips were decoded (``MonitorModel.audio_config``).
     """
     folder = Path(folder).expanduser().resolve()
     paths = find_wavs(folder)
@@ -104,7 +105,7 @@ def read_enrollment_clips(folder: Path, sample_rate: int, min_clips: int, median
         probed.append((path, info))
     clips: list[EnrollmentClip] = []
     if not problems:
-        cfg = AudioConfig(sample_rate=sample_rate)
+        cfg = audio_cfg or AudioConfig(sample_rate=sample_rate)
         for path, info in probed:
             try:
                 waves, stored = decode_clip(path, info, cfg, roles)

@@ -139,7 +139,7 @@ def enroll(ws: Workspace, clips_dir: Path, machine_type: str, section: str, doma
     bundle = bundle_dir(m.folder)
     training = training_clips(ws, dataset, machine_type, section)
     clips = read_enrollment_clips(Path(clips_dir), m.sample_rate, det.config.k + 1,
-                                  _section_duration(bundle, training, dataset, machine_type, section), m.roles)
+                                  _section_duration(bundle, training, dataset, machine_type, section), m.roles, m.audio_config)
     folder = Path(clips_dir).expanduser().resolve()
     timings["read"] = time.perf_counter() - t0
     shas = [c.sha256 for c in clips]
@@ -182,7 +182,7 @@ def enroll(ws: Workspace, clips_dir: Path, machine_type: str, section: str, doma
         _append_enrollment_note(new_bundle, m.version, dataset, machine_type, section, domain, enrollment_id, shas)
 
         t = time.perf_counter()
-        tables.store_clips(ws, dataset, machine_type, section, domain, folder, clips, m.sample_rate, ids)
+        tables.store_clips(ws, dataset, machine_type, section, domain, folder, clips, m.sample_rate, ids, m.audio_config)
         timings["store"] = time.perf_counter() - t
 
         t = time.perf_counter()

@@ -31,7 +31,7 @@ def enrolled_clip_id(dataset: str, machine_type: str, section: str, domain: str,
 
 
 def store_clips(ws: Workspace, dataset: str, machine_type: str, section: str, domain: str, folder: Path,
-                clips: list[EnrollmentClip], sample_rate: int, ids: list[str]) -> None:
+                clips: list[EnrollmentClip], sample_rate: int, ids: list[str], audio_cfg: AudioConfig | None = None) -> None:
     """Add the clips to the ``(dataset, machine_type)`` partitions (rows of the same ids are replaced,
     every other row kept), then refresh ``clips`` / ``audio`` in DuckDB. Channels beyond the primary
     one go to the ``audio_channels`` partition, whose other rows are kept."""
@@ -44,7 +44,7 @@ def store_clips(ws: Workspace, dataset: str, machine_type: str, section: str, do
                               f"embeds at {sample_rate} Hz; enroll into a workspace ingested at the model's rate")
     new_ids = set(ids)
     kept = [r for r in old if r["clip_id"] not in new_ids]
-    audio_cfg = AudioConfig(sample_rate=sample_rate)
+    audio_cfg = audio_cfg or AudioConfig(sample_rate=sample_rate)  # the model's decoding: channel_selection as ingest's
     dtype = stored_audio_dtype(apath) or audio_cfg.storage_dtype
     rows_per_group = IngestConfig().audio_rows_per_group
     others = any(len(c.stored) > 1 for c in clips)

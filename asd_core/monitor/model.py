@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ import yaml
 from asd_core.config import Workspace
 from asd_core.hashing import text_id
 from asd_core.storage.atomic import atomic_dir
+from asd_core.tracking.bundle_audio import request_audio_config
 from asd_core.tracking.pyfunc_model import (BUNDLE, PRIMARY, BundleChannels, ChannelScorer, load_bundle_encoder,
                                             load_section_detectors)
 from asd_core.tracking.store import TrackingConfig, client
@@ -74,6 +76,11 @@ class MonitorModel:
     @property
     def sample_rate(self) -> int:
         return int(self.card["sample_rate"])
+
+    @cached_property
+    def audio_config(self):
+        """How recordings are decoded for this model: as its training clips were (bundle_audio.py)."""
+        return request_audio_config(bundle_dir(self.folder), self.sample_rate)
 
     @property
     def roles(self) -> list[str] | None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asd_core.config import AudioConfig, Workspace
+from asd_core.config import Workspace
 from asd_core.datasets import audio_io
 from asd_core.hashing import file_sha256
 from asd_core.monitor.discover import Candidate, discover_folder, read_manifest
@@ -96,7 +96,7 @@ def score_file(model: MonitorModel, cand: Candidate) -> tuple[dict, list[tuple[s
     try:
         info = audio_io.probe(cand.path)
         waves, clip_warnings = {}, []
-        for role, wave in channel_waves(cand.path, info, AudioConfig(sample_rate=model.sample_rate), roles).items():
+        for role, wave in channel_waves(cand.path, info, model.audio_config, roles).items():
             waves[role], warning = audio_io.limit_full_scale(wave, info)
             if warning:
                 clip_warnings.append(warning if roles is None else f"{warning} ({role} channel)")

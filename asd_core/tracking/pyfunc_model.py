@@ -25,6 +25,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
+from asd_core.tracking.bundle_audio import request_audio_config
 from asd_core.tracking.channel_bundle import (PRIMARY, BundleChannels, ChannelScorer, channel_waves,  # noqa: F401
                                               load_section_detectors)
 
@@ -109,6 +110,7 @@ class AsdScoringModel(mlflow.pyfunc.PythonModel):
         self.detectors = load_section_detectors(bundle)
         self.scoring = json.loads((bundle / "scoring.json").read_text())
         self.channels = BundleChannels.read(bundle)
+        self.audio_cfg = request_audio_config(bundle, self.card["sample_rate"])
         self.channel_scorer = ChannelScorer(bundle, self.channels, self.detectors) if self.channels else None
 
     def _detector(self, dataset, machine_type: str, section: str):
@@ -128,7 +130,6 @@ class AsdScoringModel(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         """Score every row, or raise ScoringRequestError listing all bad rows (nothing partial)."""
-        from asd_core.config import AudioConfig
         from asd_core.datasets.audio_io import AudioFileError
 
         df = pd.DataFrame(model_input).reset_index(drop=True)
@@ -149,7 +150,7 @@ class AsdScoringModel(mlflow.pyfunc.PythonModel):
                 errors.append(f"row {i}: {exc}")
         _raise_rows(errors)  # before any decoding: the cheap checks answer at once
 
-        audio_cfg = AudioConfig(sample_rate=self.card["sample_rate"])
+        audio_cfg = self.audio_cfg
         roles = self.channels.roles if self.channels else None
         waves = []
         with tempfile.TemporaryDirectory(prefix="asd-serve-") as tmp:

@@ -24,6 +24,7 @@ from asd_core.scoring.run import run_params, scoring_config
 from asd_core.storage.catalog import connect, query_rows, resolve_run
 from asd_core.storage.embeddings import read_encoder_card
 from asd_core.storage.paths import embedding_file, index_section_root
+from asd_core.tracking.bundle_audio import ChannelLayoutError, layout_of, write_layout
 from asd_core.tracking.channel_bundle import PRIMARY, RIDGE_FILE, BundleChannels, section_key
 from asd_core.tracking.pyfunc_model import BUNDLE, AsdScoringModel
 from asd_core.tracking.store import TrackingConfig, client, git_commit, training_run
@@ -74,6 +75,13 @@ def bundle_run(ws: Workspace, run_id: str, out: Path) -> dict:
             SELECT dataset, machine_type, section, median(duration_s) AS median_duration_s, count(*) AS train_clips
             FROM clips WHERE split = 'train' GROUP BY ALL""")}
         run["official_score"] = official_score(con, run_id)
+        layouts = query_rows(con, """
+            SELECT DISTINCT c.channels, c.channel_selection, c.channel_roles FROM clips c
+            JOIN thresholds t USING (dataset, machine_type, section) WHERE t.run_id = ? AND c.split = 'train'""", [run_id])
+    try:
+        layout = layout_of(layouts)
+    except ChannelLayoutError as exc:
+        raise RegistryError(f"run {run_id}: {exc}") from None
     cfg = scoring_config(run)
     card = read_encoder_card(ws, run["encoder"], run["encoder_version"])
     if "registry_name" not in card:
@@ -98,6 +106,7 @@ def bundle_run(ws: Workspace, run_id: str, out: Path) -> dict:
                 raise RegistryError(f"{src}: the encoder's {key} is gone; cannot bundle run {run_id}")
             bundled[key] = dest.relative_to(out).as_posix()
     (out / "encoder.json").write_text(json.dumps({**card, "bundled_files": bundled}, indent=2))
+    write_layout(out, layout)  # which channel of a request is the one the model was fit on
     channels = ChannelSpec.from_params(run_params(run))
     for s in sections:  # an auto run chose K or r per section: each section's own index
         where = (s["dataset"], s["machine_type"], s["section"])
