@@ -236,6 +236,12 @@ def test_channel_options_fail_in_one_line(tmp_path, stereo_ws):
                            "--channels", "near,far"], capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "--fusion must be one of mean, max" in proc.stderr
     assert "Traceback" not in proc.stderr
+    # a channel that was never embedded: the command that would embed it, before the flow starts
+    proc = subprocess.run([sys.executable, "-m", "flows.cli", "score", "--workspace", str(stereo_ws.root),
+                           "--channel", "mean"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert f"run `asd embed --encoder {ENCODER} --channel mean` first" in proc.stderr
+    assert "Traceback" not in proc.stderr and "asd-score" not in proc.stderr  # no flow run began
 
 
 @pytest.mark.slow  # three MLflow registrations and pyfunc loads: ~40 s

@@ -31,7 +31,14 @@ def cmd_score(args) -> int:
     from asd_core.scoring.channels import ChannelSpec
 
     channels = args.channels.split(",") if args.channels else None
-    ChannelSpec.from_options(args.channel, channels, args.fusion, args.noise_reference)  # fails before Prefect starts
+    spec = ChannelSpec.from_options(args.channel, channels, args.fusion, args.noise_reference)  # fails before Prefect starts
+    if not spec.default:  # so does a channel no machine type has embeddings of
+        from asd_core.config import Workspace
+        from asd_core.scoring.channels import machine_types_with_channels
+        from asd_core.storage.embeddings import read_encoder_card
+
+        card = read_encoder_card(Workspace(args.workspace), args.encoder, args.encoder_version)
+        machine_types_with_channels(Workspace(args.workspace), card["name"], card["version"], spec)
     kwargs = dict(workspace=str(args.workspace), encoder=args.encoder, metric=chosen.get("metric"), strict=args.strict,
                   threads=args.threads, encoder_version=args.encoder_version, noisy=args.noisy, channel=args.channel,
                   channels=channels, fusion=args.fusion, noise_reference=args.noise_reference, **common)
@@ -117,12 +124,22 @@ def cmd_export_dcase(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from flows.report import report_flow
+    if args.run is not None or not args.dashboard:  # --dashboard alone builds only the dashboard
+        from flows.report import report_flow
 
-    r = report_flow(workspace=str(args.workspace), run_id=args.run, tracking_uri=args.tracking_uri, mlflow=not args.no_mlflow)
-    print(f"report of run {r['run_id']}: {r['index']} ({len(r['figures'])} figures)")
-    if r.get("mlflow_uri"):
-        print(f"MLflow: {r['mlflow_uri']} (experiment asd-reports, run {r['mlflow_run_id']})")
+        r = report_flow(workspace=str(args.workspace), run_id=args.run, tracking_uri=args.tracking_uri, mlflow=not args.no_mlflow)
+        print(f"report of run {r['run_id']}: {r['index']} ({len(r['figures'])} figures)")
+        if r.get("mlflow_uri"):
+            print(f"MLflow: {r['mlflow_uri']} (experiment asd-reports, run {r['mlflow_run_id']})")
+    if args.dashboard:
+        from asd_core.config import Workspace
+        from asd_core.reporting.dashboard import build_dashboard
+        from asd_core.tracking.store import TrackingConfig
+
+        d = build_dashboard(Workspace(args.workspace), TrackingConfig(uri=args.tracking_uri))
+        print(f"dashboard: {d.index} ({len(d.data.runs)} runs, {len(d.figures)} figures, "
+              f"{len(d.registry.versions)} registered versions)")
+        print(f"  open {d.index.resolve().as_uri()}")
     return 0
 
 
@@ -202,13 +219,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_workspace(p, reads_only=True)
     p.set_defaults(func=cmd_export_dcase)
 
-    p = sub.add_parser("report", help="(re)build the HTML report of a scoring run and log it to MLflow",
+    p = sub.add_parser("report", help="(re)build the HTML report of a scoring run and log it to MLflow; "
+                                      "--dashboard: the workspace dashboard",
                        description="Write <workspace>/reports/<run>/index.html with PNG figures: per-section score "
                                    "histograms by domain and label before and after normalization, ROC curves per "
                                    "domain and the metrics table; log it as artifacts of the run's MLflow report run "
-                                   "(experiment asd-reports) and link it from a Prefect markdown artifact.")
+                                   "(experiment asd-reports) and link it from a Prefect markdown artifact. "
+                                   "With --dashboard, (re)build <workspace>/reports/index.html: every scoring run in "
+                                   "one sortable table, official score per encoder x normalization, the noisy-test "
+                                   "chart and the registry's versions (static files, open it from disk).")
     p.add_argument("--run", default=None, metavar="ID", help="scoring run (default: the newest)")
     p.add_argument("--no-mlflow", action="store_true", help="only write the local report")
+    p.add_argument("--dashboard", action="store_true",
+                   help="(re)build the workspace dashboard reports/index.html; with --run also that run's report")
     add_tracking_uri(p)
     add_workspace(p)
     p.set_defaults(func=cmd_report)
