@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,33 +25,74 @@ def roc_points(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.n
     return np.r_[0.0, fp / neg], np.r_[0.0, tp / pos]
 
 
+@dataclass(frozen=True)
+class HistScale:
+    """An x axis for a histogram: matplotlib scale name, bin edges, and symlog's linear range."""
+
+    name: str  # linear | log | symlog
+    bins: np.ndarray
+    linthresh: float | None = None
+
+
+DECADES = 2.0  # positive scores spanning more than this many decades get a log axis
+
+
+def hist_scale(values: np.ndarray, n_bins: int = 30) -> HistScale:
+    """Log bins when the positive scores span more than two decades (symlog when zeros are among
+    them, so they stay visible); linear when the scores are negative somewhere, flat or narrow."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return HistScale("linear", np.linspace(0.0, 1.0, n_bins + 1))
+    lo, hi = float(v.min()), float(v.max())
+    if lo == hi:
+        return HistScale("linear", np.linspace(lo - 0.5, hi + 0.5, n_bins + 1))
+    pos = v[v > 0]
+    if lo < 0 or pos.size < 2 or np.log10(pos.max() / pos.min()) <= DECADES:
+        return HistScale("linear", np.linspace(lo, hi, n_bins + 1))
+    if lo > 0:
+        return HistScale("log", np.geomspace(lo, hi, n_bins + 1))
+    linthresh = float(pos.min())  # zeros: one linear bin [0, smallest positive), log bins above it
+    return HistScale("symlog", np.r_[0.0, np.geomspace(linthresh, hi, n_bins)], linthresh)
+
+
 def histograms_png(sec: SectionScores, path: Path) -> Path:
     """Scores by domain and label, before (plain k-NN distance) and after normalization, with
     the one section threshold each side uses."""
+    fig = histograms_figure(sec)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def histograms_figure(sec: SectionScores):
+    """The figure of ``histograms_png``; each panel's x axis as ``hist_scale`` chooses for its scores."""
     panels = [("after: " + ("normalized score" if sec.raw_scores is not None else "score"), sec.scores, sec.threshold)]
     if sec.raw_scores is not None:
         panels.insert(0, ("before: k-NN distance", sec.raw_scores, sec.raw_threshold))
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.4), dpi=100, squeeze=False)
     for ax, (title, values, thr) in zip(axes[0], panels):
-        finite = values[np.isfinite(values)]
-        bins = np.linspace(finite.min(), finite.max(), 31) if finite.size and finite.min() < finite.max() else 30
+        scale = hist_scale(values if thr is None else np.r_[values, thr])  # the threshold stays on the axis
         for domain, label, name, color in CELLS:
             sel = (sec.domains == domain) & (sec.labels == label) & np.isfinite(values)
             if sel.any():
-                ax.hist(values[sel], bins=bins, alpha=0.55, color=color, label=f"{name} ({sel.sum()})",
+                ax.hist(values[sel], bins=scale.bins, alpha=0.55, color=color, label=f"{name} ({sel.sum()})",
                         histtype="stepfilled" if label == 0 else "step", linewidth=1.5)
         if thr is not None:
             ax.axvline(thr, color="black", linestyle="--", linewidth=1, label="threshold")
-        ax.set_title(title, fontsize=10)
+        if scale.name == "symlog":
+            ax.set_xscale("symlog", linthresh=scale.linthresh)
+            ax.set_xlim(0, scale.bins[-1] * 1.3)  # no negative half: the scores are >= 0
+        elif scale.name == "log":
+            ax.set_xscale("log")
+        ax.set_title(title if scale.name == "linear" else f"{title} ({scale.name} scale)", fontsize=10)
         ax.set_xlabel("anomaly score")
         ax.set_ylabel("clips")
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=7, loc="upper right")
     fig.suptitle(sec.name, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def roc_png(sec: SectionScores, path: Path) -> Path:
