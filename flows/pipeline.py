@@ -30,10 +30,12 @@ from asd_core.pipeline.fingerprint import (artifact_fingerprint, clips_fingerpri
 from asd_core.storage.lock import workspace_lock
 from asd_core.evaluation.noise import noise_comparison
 from asd_core.pipeline.results import results_table
+from asd_core.reporting.dashboard import build_dashboard
 from asd_core.storage.catalog import connect
 from asd_core.storage.paths import all_files, encoder_card_file, mixtures_file, noisy_clips_file, run_dir
 from asd_core.storage.stage_results import as_plain, read_stage_result, write_stage_result
 from asd_core.textable import format_table
+from asd_core.tracking.store import TrackingConfig
 from flows.embed import embed_flow
 from flows.ingest import ingest_flow
 from flows.mix import mix_flow
@@ -250,6 +252,14 @@ def _run(cfg: PipelineConfig, ws: Workspace, run: StageRunner, shard_runner) -> 
                                                **{k: v for k, v in reg_kwargs.items() if k != "workspace"}),
                          register_scoring_run, **reg_kwargs)
 
+    # --- the workspace dashboard: every run in the workspace, rebuilt each time (not a cached stage) --
+    dashboard = None
+    if cfg.report.enabled:
+        dashboard = build_dashboard(ws, TrackingConfig(uri=tracking_uri)).index
+        create_markdown_artifact(key="workspace-dashboard", description=f"every scoring run in {ws.root}",
+                                 markdown=f"# Workspace dashboard\n\n[{dashboard}]({dashboard.as_uri()})")
+        log.info("workspace dashboard: %s", dashboard)
+
     seconds = round(time.perf_counter() - t_start, 1)
     computed = sum(s["status"] == "computed" for s in run.log)
     log.info("pipeline done in %.1f s: %d stages computed, %d cached", seconds, computed, len(run.log) - computed)
@@ -258,6 +268,7 @@ def _run(cfg: PipelineConfig, ws: Workspace, run: StageRunner, shard_runner) -> 
     return {"workspace": root, "stages": run.log, "seconds": seconds,
             "run_ids": {f"{e}/{n}": rid for (e, n), rid in run_ids.items()},
             "reports": {f"{e}/{n}": r["index"] for (e, n), r in reports.items()},
+            "dashboard": str(dashboard) if dashboard else None,
             "results": results, "noisy": noisy, "registered": registered,
             "models": {"teacher": teacher_src, "student": student_dir}}
 
