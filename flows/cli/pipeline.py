@@ -35,6 +35,8 @@ def print_pipeline_report(r: dict, ws: Path) -> None:
     ]
     if report:
         lines.append(f"  {report}")
+    if r.get("dashboard"):
+        lines.append(f"  {r['dashboard']}        the workspace dashboard: every run, charts, registry versions")
     lines += [
         f"  asd sql --workspace {ws} \"SELECT encoder, normalization, official_score FROM run_metrics WHERE noise_subset = 'clean'\"",
         f"  asd sql --workspace {ws} \"SELECT * FROM section_metrics WHERE run_id = '{best_id}'\"",
