@@ -38,7 +38,7 @@ import csv
 import logging
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,7 @@ import soundfile as sf
 from asd_core.config import PIPELINE_SAMPLE_RATE
 from asd_core.demo.machines import MACHINES, Anomaly, domain_background, section_params
 from asd_core.demo.microphones import FarMicrophone, MicPair, two_microphones
+from asd_core.demo.nuisance import nuisance
 from asd_core.demo.noise import NOISE_CLASSES, render_noise
 from asd_core.progress import Progress
 
@@ -66,6 +67,7 @@ class DemoSize:
     noise_per_class: int
     held_out_test: int = 30  # held-out domain: normal and anomalous test clips each, per section
     held_out_enroll: int = 10  # held-out domain: normal enrollment clips per section
+    nuisance: bool = False  # per-clip site nuisance (``difficulty="hard"``, asd_core.demo.nuisance)
 
 
 SIZES: dict[str, DemoSize] = {
@@ -73,6 +75,8 @@ SIZES: dict[str, DemoSize] = {
     "medium": DemoSize(("fan", "valve", "slider", "gearbox"), 1, 150, 10, 25, 5.0, 10, 40),
     "dcase": DemoSize(("fan", "valve", "slider", "gearbox"), 1, 990, 10, 50, 10.0, 30, 50),
 }
+DIFFICULTIES = ("standard", "hard")
+HARD_SECTIONS = 3
 HELD_OUT = "held_out"  # the domain name of the held-out operating condition, and its folder under OUT
 
 
@@ -163,6 +167,8 @@ def _render_clip(job: _Job, size: DemoSize, seed: int, channels: int = 1) -> _Cl
     x = MACHINES[job.machine].render(rng, n, SAMPLE_RATE, sec, job.attrs, job.anomaly)
     machine = x / (np.sqrt(np.mean(x * x)) + 1e-12)
     background = domain_background(rng, n, job.domain)
+    if size.nuisance:  # its own generator: the machine sound stays the standard data's
+        background = nuisance(np.random.default_rng(job.seed + (3,)), background, SAMPLE_RATE)
     x = machine + background
     level = np.sqrt(np.mean(x * x))
     near = LEVEL_RMS * x / level  # the one-channel clip, unchanged since before two channels existed
@@ -186,7 +192,8 @@ def _write(path: Path, x: np.ndarray) -> None:
 
 
 def make_demo_data(out: Path, seed: int = 0, size: str | DemoSize = "small", workers: int = 2,
-                   held_out: bool = False, held_out_enroll: int | None = None, channels: int = 1) -> dict:
+                   held_out: bool = False, held_out_enroll: int | None = None, channels: int = 1,
+                   difficulty: str = "standard") -> dict:
     """Write the demo tree under ``out``; returns counts. Re-running with the same seed rewrites identical files.
 
     ``held_out``: also write the held-out domain under ``out/held_out`` (module docstring);
@@ -196,7 +203,11 @@ def make_demo_data(out: Path, seed: int = 0, size: str | DemoSize = "small", wor
     """
     if channels not in (1, 2):
         raise ValueError(f"channels must be 1 or 2, got {channels!r}")
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"difficulty must be one of {', '.join(DIFFICULTIES)}, got {difficulty!r}")
     spec = SIZES[size] if isinstance(size, str) else size
+    if difficulty == "hard":
+        spec = replace(spec, sections=max(spec.sections, HARD_SECTIONS), nuisance=True)
     out = Path(out)
     jobs = [job for m in spec.machines for job in _plan_machine(out, m, spec, seed)]
     held: list[_Job] = []

@@ -32,7 +32,8 @@ def cmd_make_demo_data(args) -> int:
     if args.held_out_enroll is not None and not args.held_out_domain:
         raise ValueError("--held-out-enroll needs --held-out-domain")
     counts = make_demo_data(args.out, seed=args.seed, size=args.size, held_out=args.held_out_domain,
-                            held_out_enroll=args.held_out_enroll, channels=args.channels)
+                            held_out_enroll=args.held_out_enroll, channels=args.channels,
+                            difficulty=args.difficulty)
     print(f"wrote {counts['clips']} clips ({counts['anomalous']} anomalous) of {', '.join(counts['machines'])} "
           f"and {counts['noise_files']} noise files under {args.out}")
     if "microphones" in counts:
@@ -132,6 +133,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "weaker and 2-15 ms later, the same site's noise 3-6 dB stronger, correlated with channel 0's "
                         "but not a copy); each clip's far gain and delay in OUT/microphones.csv. The noise library "
                         "stays mono")
+    p.add_argument("--difficulty", choices=["standard", "hard"], default="standard",
+                   help="standard (the default, unchanged): one section per machine type, one background per domain; "
+                        "hard: three sections per machine type and, on every clip, site nuisance that says nothing "
+                        "about the machine (background level -4..+8 dB, extra spectral tilt, in two clips of three an "
+                        "intermittent hum, impacts or bursts): data on which a trained encoder can beat a spectral one")
     add_workspace(p, used=False)
     p.set_defaults(func=cmd_make_demo_data)
 
