@@ -5,7 +5,6 @@ default) writes the same bytes as before the option existed."""
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -14,27 +13,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from asd_core.demo import DemoSize, make_demo_data
+from asd_core.demo import make_demo_data
 from asd_core.demo.generate import HARD_SECTIONS, _plan_machine, _render_clip
 from asd_core.storage.paths import all_files
+from tests.test_demo_two_channel import MONO_TREE_SHA256, SEED, TINY, _rms, _tree_hash
 
-TINY = DemoSize(("fan", "valve", "slider", "gearbox"), 1, 3, 2, 2, 2.0, 1, 4, 3)
-SEED = 5
-# the one-channel TINY tree of seed 5 with the held-out domain (tests/test_demo_two_channel.py)
-STANDARD_TREE_SHA256 = "ae68cdb3653f7ecf0abbdf0cc5f5449e4abb98d6447018b8a533970f57203253"
-
-
-def _tree_hash(root: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            h.update(p.relative_to(root).as_posix().encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()
-
-
-def _rms(x: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(x * x)))
+# the tiny tree of the two-channel test; its one-channel hash is the standard tree's
+STANDARD_TREE_SHA256 = MONO_TREE_SHA256
 
 
 @pytest.fixture(scope="module")

@@ -199,7 +199,9 @@ def make_demo_data(out: Path, seed: int = 0, size: str | DemoSize = "small", wor
     ``held_out``: also write the held-out domain under ``out/held_out`` (module docstring);
     ``held_out_enroll``: its enrollment clips per section (default: the size's, 10);
     ``channels``: 1 (mono, DCASE 2023-style) or 2 (DCASE 2026-style near and far microphones,
-    ``asd_core.demo.microphones``; each clip's far-microphone placement in ``out/microphones.csv``).
+    ``asd_core.demo.microphones``; each clip's far-microphone placement in ``out/microphones.csv``);
+    ``difficulty``: ``standard`` or ``hard`` (at least three sections per machine type and per-clip
+    site nuisance, ``asd_core.demo.nuisance``; the machine sound stays the standard data's).
     """
     if channels not in (1, 2):
         raise ValueError(f"channels must be 1 or 2, got {channels!r}")
