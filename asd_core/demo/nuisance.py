@@ -16,6 +16,8 @@ import numpy as np
 from asd_core.demo.signals import band_noise, colored_noise, place_events, resonant_burst, rms
 
 
+# Kin of noise.py's hum / impacts / bursts classes but deliberately other ranges (any fundamental,
+# band-limited bursts): the mixture stage's held-out noise classes stay distinct from site nuisance.
 def _hum(rng, n, sr):
     t = np.arange(n) / sr
     f0 = rng.uniform(45.0, 400.0)
