@@ -25,7 +25,7 @@ from asd_core.encoders.spec import EncoderSpec
 from asd_core.pipeline.config import SPECTRAL_ENCODERS, PipelineConfig, PipelineConfigError, load_config
 from asd_core.hashing import file_sha256
 from asd_core.pipeline.code_graph import ImportGraph, build_graph
-from asd_core.pipeline.fingerprint import (artifact_fingerprint, clips_fingerprint, digest, stage_key,
+from asd_core.pipeline.fingerprint import (clips_fingerprint, mixtures_fingerprint, stage_key,
                                            tree_fingerprint)
 from asd_core.storage.lock import workspace_lock
 from asd_core.evaluation.noise import noise_comparison
@@ -155,8 +155,7 @@ def _run(cfg: PipelineConfig, ws: Workspace, run: StageRunner, shard_runner) -> 
         run("mix", stage_key("mix", code["mix"], clips=clips_fp,
                              noise=tree_fingerprint(mix_kwargs["noise"]) if m.noise else None, params=mix_kwargs),
             mix_flow, present=lambda r: mixtures_file(ws).exists() and noisy_clips_file(ws).exists(), **mix_kwargs)
-        mixtures_fp = digest([artifact_fingerprint(ws, "noise", exclude=("waveform",)),  # noise_id hashes it
-                              artifact_fingerprint(ws, "mixtures"), artifact_fingerprint(ws, "noisy_clips")])
+        mixtures_fp = mixtures_fingerprint(ws)
 
     # --- teacher ------------------------------------------------------------------------------
     teacher_src = teacher_fp = None

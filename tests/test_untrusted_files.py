@@ -350,7 +350,7 @@ CASES = ["empty-beats", "junk-teacher-weights", "teacher-as-student"]
 @pytest.mark.parametrize("case", CASES)
 def test_model_mistakes_are_caught_before_the_flow(tmp_path, case):
     """``check_encoder_options`` (for the CLI to call before Prefect starts) reads no tensors."""
-    from asd_core.encoders.registry import check_encoder_options
+    from asd_core.encoders.spec import check_encoder_options
 
     encoder, option, path, where, what = _bad_model(tmp_path, case)
     key = {"--checkpoint": "checkpoint", "--model": "model"}[option]
@@ -384,7 +384,7 @@ def test_model_mistakes_stop_before_the_flow_run(tmp_path, case, capsys, prefect
 
 
 def test_good_models_pass_the_checks(tmp_path):
-    from asd_core.encoders.registry import check_encoder_options
+    from asd_core.encoders.spec import check_encoder_options
     from asd_core.training.backbone import check_backbone_source
 
     folder = _teacher_folder(tmp_path)

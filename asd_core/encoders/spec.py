@@ -76,8 +76,6 @@ class EncoderSpec:
 
     def check(self) -> None:
         """Cheap checks of the files the encoder will load (one-line errors before a flow starts)."""
-        from asd_core.encoders.registry import check_encoder_options
-
         check_encoder_options(self.name, self.options)
 
     def build(self):
@@ -85,3 +83,19 @@ class EncoderSpec:
         from asd_core.encoders.registry import get_encoder
 
         return get_encoder(self.name, **self.options)
+
+
+def check_encoder_options(name: str, options: dict) -> None:
+    """Cheap checks of the model files ``get_encoder(name, **options)`` will load (a folder of the
+    wrong kind, an empty, damaged or planted weights file), so a command fails at once with one
+    line, before a flow run starts; reads no tensors."""
+    from asd_core.storage.models import check_model_folder
+    from asd_core.storage.weights import check_weights_file
+
+    if name in ("teacher", "student") and options.get("model"):
+        check_model_folder(options["model"], name)
+    elif name == "oracle" and options.get("teacher"):
+        teacher = Path(options["teacher"])
+        check_model_folder(teacher, "teacher") if teacher.is_dir() else check_weights_file(teacher)
+    elif name == "beats" and options.get("checkpoint"):
+        check_weights_file(options["checkpoint"])

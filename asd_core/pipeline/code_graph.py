@@ -152,11 +152,27 @@ def _module_name(rel: Path) -> str:
     return ".".join(parts)
 
 
+def _statements(tree: ast.AST):
+    """Every statement of a module, nested ones included (function and class bodies, branches,
+    handlers, match cases). Import statements are statements, so walking these alone finds every
+    one of them at a tenth of the cost of ``ast.walk`` over every expression node."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        for value in node.__dict__.values():
+            if isinstance(value, list):
+                for child in value:
+                    if isinstance(child, (ast.stmt, ast.excepthandler, ast.match_case)):
+                        todo.append(child)
+                        if isinstance(child, ast.stmt):
+                            yield child
+
+
 def _import_statements(tree: ast.AST, module: str, is_package: bool) -> list[tuple[str, tuple[str, ...]]]:
     """(dotted module, names imported from it) of every import statement anywhere in the module:
     ``import a.b`` -> (``a.b``, ()); ``from a import b, c`` -> (``a``, (b, c)); relative ones resolved."""
     out = []
-    for node in ast.walk(tree):
+    for node in _statements(tree):
         if isinstance(node, ast.Import):
             out.extend((alias.name, ()) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -170,21 +186,21 @@ def _import_statements(tree: ast.AST, module: str, is_package: bool) -> list[tup
     return out
 
 
-def _imported_names(tree: ast.AST, module: str, is_package: bool) -> set[str]:
-    """Every dotted name an import statement anywhere in the module may load (relative ones resolved)."""
+def _imported_names(statements: list[tuple[str, tuple[str, ...]]]) -> set[str]:
+    """Every dotted name the import ``statements`` of a module may load."""
     names = set()
-    for prefix, imported in _import_statements(tree, module, is_package):
+    for prefix, imported in statements:
         names.add(prefix)
         names.update(f"{prefix}.{name}" for name in imported)  # may be a submodule
     return names
 
 
-def _named_modules(tree: ast.AST, module: str, is_package: bool, files) -> set[str]:
+def _named_modules(statements: list[tuple[str, tuple[str, ...]]], module: str, files) -> set[str]:
     """The modules import statements take something from: the module ``import`` names, a submodule
     ``from`` imports, else the module ``from`` imports names of (a package only holding the
     imported submodule is no more than the path to it)."""
     named = set()
-    for prefix, imported in _import_statements(tree, module, is_package):
+    for prefix, imported in statements:
         if not imported:
             named.add(prefix)
         for name in imported:
@@ -207,8 +223,8 @@ def build_graph(root: Path = PROJECT_ROOT) -> ImportGraph:
         # importing a module first runs its parent packages' __init__
         own_parents = {".".join(parents[:i]) for i in range(1, len(parents) + 1)} & files.keys()
         found = set(own_parents)
-        is_package = rel.endswith("__init__.py")
-        for name in _imported_names(tree, module, is_package):
+        statements = _import_statements(tree, module, rel.endswith("__init__.py"))
+        for name in _imported_names(statements):
             parts = name.split(".")
             # importing a.b.c runs a/__init__, a/b/__init__ and a/b/c
             for i in range(1, len(parts) + 1):
@@ -216,5 +232,5 @@ def build_graph(root: Path = PROJECT_ROOT) -> ImportGraph:
                 if candidate in files and candidate != module:
                     found.add(candidate)
         imports[module] = frozenset(found)
-        direct[module] = frozenset((found - own_parents) | _named_modules(tree, module, is_package, files))
+        direct[module] = frozenset((found - own_parents) | _named_modules(statements, module, files))
     return ImportGraph(root, files, imports, direct)

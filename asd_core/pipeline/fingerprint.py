@@ -74,6 +74,13 @@ def artifact_fingerprint(ws: Workspace, artifact: str, exclude: tuple[str, ...] 
     return h.hexdigest()[:16] if files else "none"
 
 
+def mixtures_fingerprint(ws: Workspace) -> str:
+    """What ``asd mix`` planned: the noise library (its noise ids hash the waveforms), the training
+    mixtures and the noisy test clips."""
+    return digest([artifact_fingerprint(ws, "noise", exclude=("waveform",)),
+                   artifact_fingerprint(ws, "mixtures"), artifact_fingerprint(ws, "noisy_clips")])
+
+
 def stage_key(stage: str, code: str, **inputs) -> str:
     """The cache key of one stage run."""
     return f"{stage}-{digest({'code': code, **inputs})}"

@@ -15,8 +15,6 @@ import warnings
 import zipfile
 from pathlib import Path
 
-import torch
-
 
 class WeightsFileError(ValueError):
     """A file that is not a loadable weights file; the message is ``<path>: <what is wrong>``."""
@@ -38,6 +36,8 @@ _OPCODE = re.compile(r"Unsupported operand (\d+)")
 
 def load_weights(path: str | Path, map_location: str | torch.device = "cpu") -> object:
     """The object stored in ``path`` (tensors, dicts, lists, numbers, strings), never a pickled callable."""
+    import torch  # here, not at the top: the cheap checks below run in commands that never load torch
+
     path = _present(path)
     try:
         with warnings.catch_warnings():

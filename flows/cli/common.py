@@ -69,3 +69,27 @@ def tracking(args):
 
 def toml_str(value) -> str:
     return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+
+
+def run_or_reuse(make_cache, run, noop):
+    """``run()``'s report, or ``noop(stored report)`` when ``make_cache()`` (asd_core/pipeline/uptodate.py)
+    finds the command up to date. The key is worked out again after the run and the report stored
+    only if it still holds (inputs that changed during the run are not recorded as seen). A key that
+    cannot be worked out (no workspace yet, an unreadable file) means: run, and let the flow say
+    what is wrong."""
+    cache = _cache_or_none(make_cache)
+    stored = cache.lookup() if cache else None
+    if stored is not None:
+        return noop(stored)
+    report = run()
+    after = _cache_or_none(make_cache) if cache else None
+    if after is not None and after.key == cache.key:
+        after.store(report)
+    return report
+
+
+def _cache_or_none(make_cache):
+    try:
+        return make_cache()
+    except Exception:  # noqa: BLE001 - any doubt means: run the flow
+        return None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from asd_core.config import AudioConfig
 from asd_core.mixing.config import MixConfig, NoiseLibraryConfig
-from flows.cli.common import add_workspace
+from flows.cli.common import add_workspace, run_or_reuse
 from flows.cli.options import add_config_options, given
 
 
@@ -49,14 +49,23 @@ def cmd_make_demo_data(args) -> int:
 
 
 def cmd_ingest(args) -> int:
+    from asd_core.config import Workspace
     from asd_core.ingest import check_roots
-    from flows.ingest import ingest_flow
+    from asd_core.pipeline.uptodate import as_ingest_noop, ingest_cache
 
     check_roots(args.roots)  # a missing or empty root is an error before Prefect starts
     AudioConfig(**given(args, AudioConfig))  # a bad --channel / --sample-rate fails here, in one line
-    report = ingest_flow(roots=[str(r) for r in args.roots], workspace=str(args.workspace),
-                         dataset_name=args.dataset_name, ground_truth=str(args.ground_truth) if args.ground_truth else None,
-                         **{k: str(v) if k == "channel" else v for k, v in given(args, AudioConfig).items()})
+    kwargs = dict(roots=[str(r) for r in args.roots], workspace=str(args.workspace), dataset_name=args.dataset_name,
+                  ground_truth=str(args.ground_truth) if args.ground_truth else None,
+                  **{k: str(v) if k == "channel" else v for k, v in given(args, AudioConfig).items()})
+
+    def run():
+        from flows.ingest import ingest_flow
+
+        return ingest_flow(**kwargs)
+
+    # unchanged roots and workspace: the stored report, without importing Prefect or torch
+    report = run_or_reuse(lambda: ingest_cache(Workspace(args.workspace), kwargs), run, as_ingest_noop)
     print_ingest_report(report)
     if report["clips"] == 0:
         print("error: no usable clips found in " + ", ".join(map(str, args.roots)), file=sys.stderr)
@@ -143,8 +152,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("ingest", help="ingest DCASE-style dataset roots into Parquet and DuckDB",
                        description="Scan, validate, decode and write clips/audio/quarantine Parquet datasets "
-                                   "(a Prefect flow). Re-running on unchanged files decodes nothing. Exits "
-                                   "non-zero only when no usable clip was found.")
+                                   "(a Prefect flow). Re-running on unchanged files decodes nothing; with the roots and "
+                                   "the workspace's ingested data untouched since the last run it prints that run's "
+                                   "report without starting a flow. Exits non-zero only when no usable clip was found.")
     p.add_argument("roots", nargs="+", type=Path, metavar="ROOT")
     p.add_argument("--dataset-name", default=None, help="dataset name (default: each root's folder name)")
     p.add_argument("--ground-truth", type=Path, default=None,

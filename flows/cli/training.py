@@ -8,7 +8,7 @@ from pathlib import Path
 
 from asd_core.choices import ENCODER_NAMES
 from asd_core.training.config import ObjectiveConfig, StudentTrainConfig, TeacherTrainConfig
-from flows.cli.common import add_tracking, add_tracking_uri, add_workspace
+from flows.cli.common import add_tracking, add_tracking_uri, add_workspace, run_or_reuse
 from flows.cli.options import add_config_options, given
 
 
@@ -37,19 +37,26 @@ def encoder_spec(args):
 
 
 def cmd_embed(args) -> int:
+    from asd_core.config import Workspace
+    from asd_core.pipeline.uptodate import as_embed_noop, embed_cache
+
     spec = encoder_spec(args)
     if args.channel is not None:  # a channel no dataset stores fails before Prefect starts (importing flows starts it)
-        from asd_core.config import Workspace
         from asd_core.storage.audio import choose_channels
         from asd_core.storage.paths import audio_partitions
 
         if parts := audio_partitions(Workspace(args.workspace)):
             choose_channels(parts, args.channel)
-    from flows.embed import embed_flow
 
-    report = embed_flow(workspace=str(args.workspace), encoder=spec.name, batch_size=args.batch_size,
-                        threads=args.threads, encoder_options=spec.options, workers=args.workers, noisy=args.noisy,
-                        channel=args.channel)
+    def run():
+        from flows.embed import embed_flow
+
+        return embed_flow(workspace=str(args.workspace), encoder=spec.name, batch_size=args.batch_size,
+                          threads=args.threads, encoder_options=spec.options, workers=args.workers, noisy=args.noisy,
+                          channel=args.channel)
+
+    # every clip already embedded by this code and model: the stored report, without Prefect or torch
+    report = run_or_reuse(lambda: embed_cache(Workspace(args.workspace), spec, args.noisy, args.channel), run, as_embed_noop)
     channels = f", channel {', '.join(report['channels'])}" if args.channel is not None else ""
     print(f"{report['encoder']} (version {report['encoder_version']}, dim {report['dim']}{channels}): "
           f"{report['embedded']} clips embedded, {report['reused']} already done")
@@ -103,7 +110,9 @@ def cmd_train_student(args) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("embed", help="embed every ingested clip with an encoder (Prefect flow)",
                        description="Write Parquet embeddings (clip_id, encoder, encoder_version, vector); clips "
-                                   "already embedded by the same encoder version are skipped.")
+                                   "already embedded by the same encoder version are skipped. A re-run with nothing "
+                                   "to do (same clips, model, code and options, outputs untouched) prints its stored "
+                                   "report without starting a flow.")
     p.add_argument("--encoder", default="logmel-stats", choices=ENCODER_NAMES)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--threads", type=int, default=None, help="torch/FAISS threads (default: all available cores)")

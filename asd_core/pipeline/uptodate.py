@@ -1,0 +1,110 @@
+"""Whether ``asd ingest`` or ``asd embed`` has anything to do, decided before torch or Prefect load.
+
+A finished command stores its result under a key of everything its output depends on: the code
+its flow runs (code_graph.py), every argument that changes the output, the content of the files
+those arguments name (raw dataset roots by path, size and mtime, as the pipeline keys them), and
+the ingested clips it reads (by content). With the result go the states of the files it wrote.
+A later command whose key has a result, and whose files are still exactly as that command left
+them, prints the result as a no-op and starts no flow: it answers in about a second instead of
+the 5-15 s that importing torch and Prefect and running a flow cost (issue 16, part 5). Anything
+else, including any doubt (an unreadable file, a record of another shape), runs the flow, which
+decides clip by clip as always.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from asd_core.config import Workspace
+from asd_core.encoders.spec import PATH_OPTIONS, EncoderSpec
+from asd_core.hashing import file_sha256
+from asd_core.pipeline.code_graph import build_graph
+from asd_core.pipeline.fingerprint import clips_fingerprint, mixtures_fingerprint, stage_key, tree_fingerprint
+from asd_core.storage.paths import embeddings_dir
+from asd_core.storage.stage_results import file_states, read_stage_result, write_stage_result
+
+# Artifacts ``asd ingest`` writes (Parquet); the DuckDB catalogue is published from them.
+INGEST_ARTIFACTS = ("clips", "audio", "audio_channels", "quarantine")
+
+
+@dataclass(frozen=True)
+class CommandCache:
+    """One command's key and how to read the states of the files its result names."""
+
+    ws: Workspace
+    key: str
+    outputs: Callable[[dict], dict]
+
+    def lookup(self) -> dict | None:
+        """The stored result, when its files are as the command that stored it left them."""
+        return read_stage_result(self.ws, self.key, self.outputs)
+
+    def store(self, result: dict) -> None:
+        write_stage_result(self.ws, self.key, result, self.outputs(result))
+
+
+def code_version(entry: str) -> str:
+    """The version of the code a flow module runs: the source of every project module it imports."""
+    return build_graph().code_version(entry)
+
+
+def path_content(path: str | Path) -> str:
+    """Content hash of a model file or folder (every file in it, by relative path)."""
+    path = Path(path)
+    if path.is_file():
+        return file_sha256(path, 16)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f.relative_to(path).as_posix().encode() + b"\0" + file_sha256(f).encode())
+    return h.hexdigest()[:16]
+
+
+def _files_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+
+
+def ingest_cache(ws: Workspace, flow_kwargs: dict) -> CommandCache:
+    """``asd ingest`` with these ``ingest_flow`` arguments; its outputs are the ingest artifacts."""
+    params = {k: v for k, v in flow_kwargs.items() if k not in ("roots", "workspace", "ground_truth")}
+    gt = flow_kwargs.get("ground_truth")
+    key = stage_key("cli-ingest", code_version("flows.ingest"), roots=[tree_fingerprint(r) for r in flow_kwargs["roots"]],
+                    ground_truth=tree_fingerprint(gt) if gt else None, params=params)
+
+    def outputs(result: dict) -> dict:
+        if not ws.duckdb_path.is_file():
+            raise FileNotFoundError(ws.duckdb_path)  # the catalogue is gone: publish it again
+        return file_states(ws.root, [f for a in INGEST_ARTIFACTS for f in _files_under(ws.artifact_dir(a))])
+
+    return CommandCache(ws, key, outputs)
+
+
+def embed_cache(ws: Workspace, spec: EncoderSpec, noisy: bool, channel: str | None) -> CommandCache:
+    """``asd embed`` of ``spec``; its outputs are every file of the encoder version it wrote."""
+    models = {k: path_content(v) for k, v in sorted(spec.options.items()) if k in PATH_OPTIONS and v}
+    inputs = dict(clips=clips_fingerprint(ws), encoder=spec.name, options=spec.key_options(), models=models,
+                  noisy=noisy, mixtures=mixtures_fingerprint(ws) if noisy else None)
+    if channel is not None:
+        inputs["channel"] = str(channel)
+    key = stage_key("cli-embed", code_version("flows.embed"), **inputs)
+
+    def outputs(result: dict) -> dict:
+        return file_states(ws.root, _files_under(embeddings_dir(ws, result["encoder"], result["encoder_version"])))
+
+    return CommandCache(ws, key, outputs)
+
+
+def as_ingest_noop(result: dict) -> dict:
+    """A stored ingest report as an unchanged re-run reports it: nothing decoded or removed."""
+    groups = [{**g, "decoded": 0, "reused": g.get("clips", 0), "removed": 0, "written": False, "decode_seconds": 0.0,
+               "decoded_bytes": 0} for g in result.get("groups", [])]
+    return {**result, "decoded": 0, "reused": result["clips"], "removed": 0, "groups": groups}
+
+
+def as_embed_noop(result: dict) -> dict:
+    """A stored embed report as an up-to-date re-run reports it: every clip already done."""
+    partitions = [{**p, "embedded": 0, "reused": p["embedded"] + p["reused"], "seconds": 0.0}
+                  for p in result.get("partitions", [])]
+    return {**result, "embedded": 0, "reused": result["embedded"] + result["reused"], "partitions": partitions}
