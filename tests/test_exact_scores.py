@@ -138,3 +138,25 @@ def test_pruned_reranking_keeps_every_near_tie(metric, norm):
     if index.aug_norms is not None:
         cand, keep = index._index_candidates(x, 17, 1, None)
         assert keep is not None and keep.sum() < 0.5 * keep.size, "pruning never happens on ordinary data"
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+@pytest.mark.parametrize("n_refs", [8, 60])
+def test_more_near_ties_than_the_shortlist_holds(metric, n_refs):
+    """FAISS is first asked for a few candidates, then for the whole shortlist, then the float64 brute
+    force takes over, whenever a reference beyond the list might still win by the float32 error bound.
+    Here every reference lies at one distance from the queries (a cone or sphere: far from each other,
+    so none is "unreliable" and joins every list), their exact distances differ by ~1e-7 relative,
+    and FAISS's float32 order among them is noise; trusting the first short list misses the minimum
+    by 7e-9 to 9e-8 relative (measured), above the 1e-9 asked."""
+    rng = np.random.default_rng(5)
+    d = 32
+    q = rng.normal(size=d)
+    q /= np.linalg.norm(q)
+    v = rng.normal(size=(n_refs, d))
+    v -= (v @ q)[:, None] * q
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    refs = (3.0 * (np.cos(1.0) * q + np.sin(1.0) * v)).astype(np.float32)
+    x = (3.0 * q + 1e-7 * rng.normal(size=(10, d))).astype(np.float32)
+    det = make_detector(ScoringConfig(normalization="none", metric=metric)).fit(refs)
+    np.testing.assert_allclose(det.score(x), _dist64(x, refs, metric).min(1), rtol=1e-9, atol=0)

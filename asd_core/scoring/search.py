@@ -141,6 +141,9 @@ class NormalizedIndex:
         # norms of the indexed (augmented) vectors: the float32 error bound of each FAISS value
         self.aug_norms = (augmented_norms(self.refs, self.rho, self.metric, self.mode, self.center)
                           if self.refs is not None and isinstance(self.index, faiss.IndexFlat) else None)
+        if self.aug_norms is not None:  # the unreliable references join every shortlist anyway
+            reliable = np.setdiff1d(np.arange(len(self.aug_norms)), self.unreliable)
+            self.aug_norm_max = float(self.aug_norms[reliable].max(initial=0.0))
         self.vectors = None
         if self.partition is not None and not (self.metric == "euclidean" and self.mode == "diff"):
             vectors = augment_refs(index_form(self.refs, self.metric, self.center), self.rho, self.metric, self.mode)
@@ -188,7 +191,8 @@ class NormalizedIndex:
         vals = np.where(cand >= 0, vals, np.inf)
         if exclude is not None:
             vals = np.where(cand == np.asarray(exclude)[:, None], np.inf, vals)
-        order = np.argsort(vals, axis=1, kind="stable")[:, :k]
+        # k = 1 (every score): argmin is the first minimum, as the stable sort's first column
+        order = vals.argmin(1)[:, None] if k == 1 else np.argsort(vals, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(vals, order, 1), np.take_along_axis(cand, order, 1)
 
     def _index_candidates(self, x: np.ndarray, m: int, k: int, exclude) -> tuple[np.ndarray, np.ndarray | None]:
@@ -196,24 +200,60 @@ class NormalizedIndex:
 
         A candidate whose float32 value trails the k-th best by more than both values' rounding
         error bound cannot beat it in exact arithmetic, so it is not recomputed: most queries
-        re-rank one or two candidates instead of the whole shortlist (the cost of exactness)."""
+        re-rank one or two candidates instead of the whole shortlist (the cost of exactness).
+        The same bound, with the largest norm of any reference, says when a short list is enough:
+        FAISS is first asked for ``k + FIRST_EXTRA`` candidates (a top-17 search costs up to 1.5x
+        a top-1 one at N = 1e3); only queries whose last candidate is still within the bound, so
+        that a reference beyond it might win, are searched again for all ``m``."""
         q = augment_queries(index_form(x, self.metric, self.center), self.metric, self.mode)
-        vals, ids = self.index.search(q, m)
         if self.aug_norms is None:
-            return ids, None
+            return self.index.search(q, m)[1], None
+        want = k + (exclude is not None)
+        first = min(m, want + FIRST_EXTRA)
+        vals, ids = self.index.search(q, first)
+        qn = np.sqrt(np.einsum("ij,ij->i", q, q, dtype=np.float64))[:, None]
+        keep, truncated = self._prune(q, qn, vals, ids, k, exclude, first < len(self.rho))
+        if keep is None:  # nothing to prune (fewer valid candidates than k + 1)
+            return self.index.search(q, m)[1], None
+        rows = np.flatnonzero(truncated)
+        if len(rows) and m > first:
+            vals_r, ids_r = self.index.search(q[rows], m)
+            keep_r, still = self._prune(q[rows], qn[rows], vals_r, ids_r, k,
+                                        None if exclude is None else np.asarray(exclude)[rows], m < len(self.rho))
+            ids, keep = _pad_columns(ids, m), _pad_columns(keep, m, False)
+            ids[rows] = ids_r
+            keep[rows] = True if keep_r is None else keep_r
+            if keep_r is not None and still.any():  # more near ties than the shortlist holds: float64 brute force
+                far = rows[still]
+                brute = _brute_candidates(x[far], self.refs, self.rho, m, self.metric, self.mode)
+                ids, keep = _pad_columns(ids, brute.shape[1]), _pad_columns(keep, brute.shape[1], False)
+                ids[far] = _pad_columns(brute, ids.shape[1])
+                keep[far] = True
+        return ids, keep
+
+    def _prune(self, q, qn, vals, ids, k: int, exclude, may_be_truncated: bool):
+        """(which candidates may still be the k best in exact arithmetic, or None when fewer than
+        k + 1 are valid; per query, whether a reference outside the list might too)."""
         valid = ids >= 0
         if exclude is not None:
             valid &= ids != np.asarray(exclude)[:, None]
-        if int(valid.sum(1).min(initial=m)) <= k:  # nothing to prune
-            return ids, None
-        qn = np.linalg.norm(q.astype(np.float64), axis=1)[:, None]
+        if int(valid.sum(1).min(initial=ids.shape[1])) <= k:
+            return None, None
         an = self.aug_norms[np.where(ids >= 0, ids, 0)]
         inner = isinstance(self.index, faiss.IndexFlatIP)
-        err = FLOAT32_ERROR * (q.shape[1] + 8) * (qn * an if inner else (qn + an) ** 2)
+        scale = FLOAT32_ERROR * (q.shape[1] + 8)
+        err = scale * (qn * an if inner else (qn + an) ** 2)
         better = np.where(valid, vals.astype(np.float64) if inner else -vals.astype(np.float64), -np.inf)
-        kth = -np.sort(-better, axis=1)[:, k - 1 : k]  # the k-th best value per query
+        # the k-th best value per query
+        kth = better.max(1, keepdims=True) if k == 1 else -np.sort(-better, axis=1)[:, k - 1 : k]
         slack = np.where(valid, err, 0.0).max(1, keepdims=True)  # the k-th's own error is at most this
-        return ids, valid & (better >= kth - err - slack)
+        keep = valid & (better >= kth - err - slack)
+        if not may_be_truncated:
+            return keep, np.zeros(len(q), bool)
+        # a reference not listed has a value <= the last one listed and an error <= err_any
+        err_any = scale * (qn * self.aug_norm_max if inner else (qn + self.aug_norm_max) ** 2)
+        last = np.where(ids[:, -1:] >= 0, vals[:, -1:].astype(np.float64) * (1 if inner else -1), -np.inf)
+        return keep, (last >= kth - err_any - slack)[:, 0]
 
     def _partition_candidates(self, x: np.ndarray, m: int) -> np.ndarray:
         """Shortlist among each query's probed lists: FAISS values, or float64 for the Euclidean
@@ -254,6 +294,7 @@ UNRELIABLE_NOISE = 1e-3  # float32 error of a reference's MIPS value, relative t
 # classic bound for any summation order); this uses eps32 = 2u for that and for the rounding of the
 # vectors themselves (normalisation, centring, augmentation), with 8 extra terms: a safe factor >= 2.
 FLOAT32_ERROR = float(np.finfo(np.float32).eps)
+FIRST_EXTRA = 3  # candidates beyond the k asked for in the first, short FAISS search
 
 
 def augmented_norms(refs: np.ndarray, rho: np.ndarray, metric: str, mode: str, center) -> np.ndarray:
@@ -347,11 +388,11 @@ def build_index(refs: np.ndarray, rho: np.ndarray, metric: str, mode: str, index
     return NormalizedIndex(metric, mode, index, refs, rho)
 
 
-def _pad_columns(a: np.ndarray, width: int) -> np.ndarray:
-    """``a`` widened to ``width`` columns with -1 (no candidate)."""
+def _pad_columns(a: np.ndarray, width: int, fill=-1) -> np.ndarray:
+    """``a`` widened to ``width`` columns with ``fill`` (-1: no candidate)."""
     if a.shape[1] >= width:
         return a
-    return np.hstack([a, np.full((a.shape[0], width - a.shape[1]), -1, a.dtype)])
+    return np.hstack([a, np.full((a.shape[0], width - a.shape[1]), fill, a.dtype)])
 
 
 def _brute_candidates(x: np.ndarray, refs: np.ndarray, rho: np.ndarray, m: int, metric: str, mode: str,
