@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
+from datetime import datetime
 from pathlib import Path
 
 
@@ -36,3 +38,8 @@ def file_sha256(path: str | Path, length: int | None = None, block: int = 1 << 2
         for chunk in iter(lambda: f.read(block), b""):
             h.update(chunk)
     return h.hexdigest() if length is None else h.hexdigest()[:length]
+
+
+def new_batch_id(now: datetime) -> str:
+    """A monitor batch: sortable and unique, ``20261124T020003-1a2b3c4d``."""
+    return f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"

@@ -54,10 +54,22 @@ def main() -> None:
         _asd("make-demo-data", data, "--size", "small")
         _asd("ingest", data, "--workspace", ws)
         _asd("embed", "--encoder", "stft-mean", "--workspace", ws)
-        print(f"workspace: small demo data (270 clips) ingested and embedded with stft-mean in "
+        _asd("score", "--encoder", "stft-mean", "--normalization", "knn", "--workspace", ws)
+        _asd("register", "--workspace", ws)
+        _asd("promote", "--workspace", ws)
+        incoming = tmp / "INCOMING"
+        for wav in sorted((data / "dev_data").rglob("test/*.wav"))[:: 10]:  # 30 recordings, 3 machine types
+            machine_type, section = wav.parents[1].name, wav.name.split("_")[1]
+            dest = incoming / machine_type / f"section_{section}" / wav.name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(wav.read_bytes())
+        _asd("monitor", incoming, "--workspace", ws)
+        print(f"workspace: small demo data (270 clips) ingested, embedded with stft-mean, scored (knn), registered as "
+              f"champion, {len(list(incoming.rglob('*.wav')))} incoming recordings monitored once, in "
               f"{time.perf_counter() - t0:.0f} s (not timed below)")
         commands = {"asd embed (up to date)": ["embed", "--encoder", "stft-mean", "--workspace", ws],
-                    "asd ingest (unchanged)": ["ingest", data, "--workspace", ws]}
+                    "asd ingest (unchanged)": ["ingest", data, "--workspace", ws],
+                    "asd monitor (seen)": ["monitor", incoming, "--workspace", ws]}
         for argv in commands.values():
             _asd(*argv)  # warm the page cache and .pyc files for both modes alike
         recorded = {name: _time(argv, args.repeat, ws) for name, argv in commands.items()}

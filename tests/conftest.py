@@ -100,3 +100,25 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if slow and config.getoption("markexpr") == "not slow":
         terminalreporter.write_line(f"fast tier: {len(slow)} slow tests not run; `pytest -m 'slow or not slow'` "
                                     "or `bash scripts/test.sh` runs both tiers, `pytest -m slow` the slow one")
+
+
+@pytest.fixture(scope="session")
+def fresh_asd():
+    """``fresh_asd(*argv) -> (stdout, heavy)``: ``asd argv`` in a new interpreter, and which of torch,
+    prefect, torchaudio and mlflow it imported (a command answered without its flow loads none)."""
+    import json
+    import subprocess
+    import sys
+
+    script = ("import sys, json; from flows.cli import main; rc = main(sys.argv[1:]); "
+              "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'prefect', 'torchaudio', 'mlflow'}); "
+              "print('HEAVY=' + json.dumps(heavy)); sys.exit(rc)")
+
+    def run(*argv) -> tuple[str, list[str]]:
+        p = subprocess.run([sys.executable, "-c", script, *map(str, argv)], cwd=REPO, capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert p.returncode == 0, p.stderr
+        out, _, heavy = p.stdout.rpartition("HEAVY=")
+        return out, json.loads(heavy)
+
+    return run

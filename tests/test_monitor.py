@@ -490,3 +490,45 @@ def test_second_monitor_run_is_refused_naming_the_holder(tmp_path):
                 pass
     with monitor_lock(ws):  # released: the next run goes ahead
         pass
+
+
+@pytest.mark.slow
+def test_unchanged_incoming_answers_without_a_flow_run(registered, incoming, first_run, tmp_path, fresh_asd, capsys):
+    """``asd monitor`` over recordings it has seen, with the registry unchanged, prints the no-op report
+    without Prefect, torch or MLflow (issue 16 part 5); a new recording or a registry change runs the
+    flow again. The fresh process's report equals the flow's own no-op report."""
+    from asd_core.tracking.store import TrackingConfig, client
+    from flows.cli import main
+    from tests.test_uptodate import flow_runs
+
+    ws, _, (v1, _) = registered
+    root, _ = incoming
+    assert main(["monitor", str(root), "--workspace", str(ws.root)]) == 0  # other tests of the module wrote batches since
+    capsys.readouterr()
+    flows_before = flow_runs("asd-monitor")
+    out, heavy = fresh_asd("monitor", root, "--workspace", ws.root)
+    assert heavy == []
+    noop = "0 clips scored (0 anomalous), 0 quarantined, 19 already scored, 6 already quarantined"
+    assert noop in out and flow_runs("asd-monitor") == flows_before
+    for f in ws.root.glob("cache/stages/cli-monitor-*.json"):  # the flow's own answer to the same question
+        f.unlink()
+    assert main(["monitor", str(root), "--workspace", str(ws.root)]) == 0
+    assert noop in capsys.readouterr().out and flow_runs("asd-monitor") == flows_before + 1
+
+    copy = tmp_path / "INCOMING"
+    shutil.copytree(root, copy)
+    assert main(["monitor", str(copy), "--workspace", str(ws.root)]) == 0  # other paths, same content: the flow runs
+    out = capsys.readouterr().out  # scored once per content; a quarantined path is new, so quarantined again
+    assert "0 clips scored (0 anomalous), 6 quarantined, 19 already scored" in out
+    assert flow_runs("asd-monitor") == flows_before + 2
+    assert main(["monitor", str(copy), "--workspace", str(ws.root)]) == 0
+    assert noop in capsys.readouterr().out and flow_runs("asd-monitor") == flows_before + 2  # answered from the record
+    new = copy / "fan" / "section_00" / "new.wav"
+    x, sr = sf.read(next(p for p in copy.rglob("fan_*.wav")), dtype="float32")
+    sf.write(new, 0.5 * x, sr, subtype="PCM_16")  # a recording never seen (other content)
+    assert main(["monitor", str(copy), "--workspace", str(ws.root)]) == 0
+    assert "1 clips scored" in capsys.readouterr().out and flow_runs("asd-monitor") == flows_before + 3
+    # any write to the registry: the flow resolves the model again
+    client(ws, TrackingConfig()).set_model_version_tag("asd-encoder", v1, "reviewed", "yes")
+    assert main(["monitor", str(copy), "--workspace", str(ws.root)]) == 0
+    assert "0 clips scored" in capsys.readouterr().out and flow_runs("asd-monitor") == flows_before + 4

@@ -6,22 +6,16 @@ no-op runs go through a fresh interpreter to see which modules it loaded."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import sys
-
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
-def _flow_runs(name: str) -> int:
+def flow_runs(name: str) -> int:
+    """How many runs of the flow ``name`` the test harness's Prefect server holds."""
     from prefect import get_client
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 
@@ -36,18 +30,6 @@ def _asd(capsys, *argv) -> str:
     return capsys.readouterr().out
 
 
-def _fresh_process(*argv) -> tuple[str, list[str]]:
-    """``asd argv`` in a new interpreter: its output and the heavy packages it imported."""
-    script = ("import sys, json; from flows.cli import main; rc = main(sys.argv[1:]); "
-              "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'prefect', 'torchaudio', 'mlflow'}); "
-              "print('HEAVY=' + json.dumps(heavy)); sys.exit(rc)")
-    p = subprocess.run([sys.executable, "-c", script, *map(str, argv)], cwd=REPO, capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert p.returncode == 0, p.stderr
-    out, _, heavy = p.stdout.rpartition("HEAVY=")
-    return out, json.loads(heavy)
-
-
 @pytest.fixture()
 def embedded(tmp_path, demo_small, capsys):
     """A workspace with the small demo ingested and embedded by stft-mean through the CLI."""
@@ -59,20 +41,20 @@ def embedded(tmp_path, demo_small, capsys):
     return tree, ws, first_ingest, first_embed
 
 
-def test_noop_commands_load_no_torch_or_prefect_and_report_like_the_flow(embedded, capsys):
+def test_noop_commands_load_no_torch_or_prefect_and_report_like_the_flow(embedded, capsys, fresh_asd):
     tree, ws, first_ingest, first_embed = embedded
     n = int(first_ingest.split(" clips in ")[0].rsplit("\n", 1)[-1])
     assert f"{n} clips embedded, 0 already done" in first_embed
-    runs = _flow_runs("asd-embed"), _flow_runs("asd-ingest")
+    runs = flow_runs("asd-embed"), flow_runs("asd-ingest")
 
-    out, heavy = _fresh_process("embed", "--encoder", "stft-mean", "--workspace", ws)
+    out, heavy = fresh_asd("embed", "--encoder", "stft-mean", "--workspace", ws)
     assert heavy == []
     assert out.strip() == out_embed_noop(first_embed, n)
-    out, heavy = _fresh_process("ingest", tree, "--workspace", ws)
+    out, heavy = fresh_asd("ingest", tree, "--workspace", ws)
     assert heavy == []
     assert f"{n} clips in {ws} (0 decoded, {n} unchanged, 0 removed); 0 quarantined" in out
     assert out.split("\n\n")[0] == first_ingest.split("\n\n")[0]  # the same summary table
-    assert (_flow_runs("asd-embed"), _flow_runs("asd-ingest")) == runs  # no flow ran
+    assert (flow_runs("asd-embed"), flow_runs("asd-ingest")) == runs  # no flow ran
 
     # the flow's own no-op answer agrees with the stored one
     from asd_core.config import Workspace
@@ -80,7 +62,7 @@ def test_noop_commands_load_no_torch_or_prefect_and_report_like_the_flow(embedde
 
     shutil.rmtree(stage_cache_dir(Workspace(ws)))
     assert _asd(capsys, "embed", "--encoder", "stft-mean", "--workspace", ws).strip() == out_embed_noop(first_embed, n)
-    assert _flow_runs("asd-embed") == runs[0] + 1
+    assert flow_runs("asd-embed") == runs[0] + 1
 
 
 def out_embed_noop(first: str, n: int) -> str:
@@ -103,30 +85,30 @@ def test_changed_outputs_or_inputs_run_the_flow(embedded, capsys):
 
     rows = pq.read_metadata(gone).num_rows
     gone.unlink()
-    before = _flow_runs("asd-embed")
+    before = flow_runs("asd-embed")
     assert f"{rows} clips embedded, {n - rows} already done" in _asd(capsys, *embed)
-    assert _flow_runs("asd-embed") == before + 1
+    assert flow_runs("asd-embed") == before + 1
     assert f"0 clips embedded, {n} already done" in _asd(capsys, *embed)
-    assert _flow_runs("asd-embed") == before + 1  # up to date again: no flow
+    assert flow_runs("asd-embed") == before + 1  # up to date again: no flow
 
     # a clip removed from the dataset root: ingest runs (the tree changed) and so does embed (the clips did)
     wav = sorted(tree.rglob("*.wav"))[0]
     wav.unlink()
-    before_ingest = _flow_runs("asd-ingest")
+    before_ingest = flow_runs("asd-ingest")
     assert f"{n - 1} clips in" in _asd(capsys, "ingest", tree, "--workspace", ws)
-    assert _flow_runs("asd-ingest") == before_ingest + 1
+    assert flow_runs("asd-ingest") == before_ingest + 1
     assert f"0 clips embedded, {n - 1} already done" in _asd(capsys, *embed)
-    assert _flow_runs("asd-embed") == before + 2
+    assert flow_runs("asd-embed") == before + 2
 
     # the DuckDB catalogue deleted: ingest publishes it again
     Workspace(ws).duckdb_path.unlink()
     _asd(capsys, "ingest", tree, "--workspace", ws)
-    assert _flow_runs("asd-ingest") == before_ingest + 2
+    assert flow_runs("asd-ingest") == before_ingest + 2
     assert Workspace(ws).duckdb_path.is_file()
     # a touched root file (same content, new mtime): ingest runs, finds the content unchanged
     os.utime(sorted(tree.rglob("*.wav"))[0], ns=(1, 1))
     assert f"{n - 1} clips in {ws} (0 decoded, {n - 1} unchanged" in _asd(capsys, "ingest", tree, "--workspace", ws)
-    assert _flow_runs("asd-ingest") == before_ingest + 3
+    assert flow_runs("asd-ingest") == before_ingest + 3
 
 
 def test_keys_follow_model_content_code_and_arguments(embedded, tmp_path, monkeypatch):

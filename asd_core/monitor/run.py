@@ -10,7 +10,6 @@ table every run). One bad file never stops the batch.
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 
 from asd_core.config import Workspace
 from asd_core.datasets import audio_io
-from asd_core.hashing import file_sha256
+from asd_core.hashing import file_sha256, new_batch_id
 from asd_core.monitor.discover import Candidate, discover_folder, read_manifest
 from asd_core.monitor.model import MonitorModel
 from asd_core.monitor.tables import monitor_lock, publish, quarantined_keys, scored_keys, write_batch
@@ -61,11 +60,6 @@ class MonitorReport:
                 "quarantined": len(self.quarantined), "notes": len(self.notes), "already_scored": self.already_scored,
                 "already_quarantined": self.already_quarantined, "nothing_scored": self.nothing_scored,
                 "detections": self.detections, "quarantine": self.quarantined + self.notes}
-
-
-def new_batch_id(now: datetime) -> str:
-    """Sortable and unique: ``20261124T020003-1a2b3c4d``."""
-    return f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
 def _now() -> datetime:

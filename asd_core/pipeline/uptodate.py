@@ -1,4 +1,5 @@
-"""Whether ``asd ingest`` or ``asd embed`` has anything to do, decided before torch or Prefect load.
+"""Whether ``asd ingest``, ``asd embed`` or ``asd monitor`` has anything to do, decided before torch,
+Prefect or MLflow load.
 
 A finished command stores its result under a key of everything its output depends on: the code
 its flow runs (code_graph.py), every argument that changes the output, the content of the files
@@ -15,19 +16,21 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 from asd_core.config import Workspace
 from asd_core.encoders.spec import PATH_OPTIONS, EncoderSpec
-from asd_core.hashing import file_sha256
+from asd_core.hashing import file_sha256, new_batch_id
 from asd_core.pipeline.code_graph import build_graph
 from asd_core.pipeline.fingerprint import clips_fingerprint, mixtures_fingerprint, stage_key, tree_fingerprint
 from asd_core.storage.paths import embeddings_dir
 from asd_core.storage.stage_results import file_states, read_stage_result, write_stage_result
 
-# Artifacts ``asd ingest`` writes (Parquet); the DuckDB catalogue is published from them.
+# Artifacts ``asd ingest`` / ``asd monitor`` write (Parquet); the DuckDB catalogue is published from them.
 INGEST_ARTIFACTS = ("clips", "audio", "audio_channels", "quarantine")
+MONITOR_ARTIFACTS = ("detections", "monitor_quarantine")
 
 
 @dataclass(frozen=True)
@@ -37,13 +40,17 @@ class CommandCache:
     ws: Workspace
     key: str
     outputs: Callable[[dict], dict]
+    reusable: Callable[[dict], bool] = lambda result: True  # results a re-run may repeat without the flow
+    summary: Callable[[dict], dict] = lambda result: result  # what of a result is stored (JSON)
 
     def lookup(self) -> dict | None:
         """The stored result, when its files are as the command that stored it left them."""
-        return read_stage_result(self.ws, self.key, self.outputs)
+        result = read_stage_result(self.ws, self.key, self.outputs)
+        return result if result is not None and self.reusable(result) else None
 
     def store(self, result: dict) -> None:
-        write_stage_result(self.ws, self.key, result, self.outputs(result))
+        kept = self.summary(result)
+        write_stage_result(self.ws, self.key, kept, self.outputs(kept))
 
 
 def code_version(entry: str) -> str:
@@ -96,6 +103,31 @@ def embed_cache(ws: Workspace, spec: EncoderSpec, noisy: bool, channel: str | No
     return CommandCache(ws, key, outputs)
 
 
+def monitor_cache(ws: Workspace, incoming: str | Path, model: str, rescore: bool, manifest: str | None,
+                  tracking_uri: str | None) -> CommandCache:
+    """``asd monitor INCOMING`` with the workspace's own MLflow store: keyed by the incoming tree (path,
+    size, mtime of every file: a new or rewritten recording changes it), the model reference and the
+    state of the registry's files (a new version or a moved alias changes them); its outputs are the
+    detections and monitor_quarantine batches. A run that scored nothing (a failed flow run, which
+    failure automations watch) is never repeated from its record. A manifest (paths anywhere) or
+    another tracking server: no record, the flow always runs."""
+    if manifest is not None or tracking_uri is not None:
+        raise ValueError("no up-to-date record for a manifest or a tracking server")
+    registry = sorted(p for p in ws.mlflow_dir.glob("mlflow.db*") if p.is_file())
+    if not registry:
+        raise FileNotFoundError(f"no MLflow store in {ws.mlflow_dir}")
+    key = stage_key("cli-monitor", code_version("flows.monitor"), incoming=tree_fingerprint(incoming), model=model,
+                    rescore=rescore, registry=file_states(ws.mlflow_dir, registry))
+
+    def outputs(result: dict) -> dict:
+        if not ws.duckdb_path.is_file():
+            raise FileNotFoundError(ws.duckdb_path)
+        return file_states(ws.root, [f for a in MONITOR_ARTIFACTS for f in _files_under(ws.artifact_dir(a))])
+
+    return CommandCache(ws, key, outputs, reusable=lambda result: not result.get("nothing_scored"),
+                        summary=lambda r: {k: v for k, v in r.items() if k not in ("detections", "quarantine")})
+
+
 def as_ingest_noop(result: dict) -> dict:
     """A stored ingest report as an unchanged re-run reports it: nothing decoded or removed."""
     groups = [{**g, "decoded": 0, "reused": g.get("clips", 0), "removed": 0, "written": False, "decode_seconds": 0.0,
@@ -108,3 +140,12 @@ def as_embed_noop(result: dict) -> dict:
     partitions = [{**p, "embedded": 0, "reused": p["embedded"] + p["reused"], "seconds": 0.0}
                   for p in result.get("partitions", [])]
     return {**result, "embedded": 0, "reused": result["embedded"] + result["reused"], "partitions": partitions}
+
+
+def as_monitor_noop(result: dict) -> dict:
+    """A stored monitor report as a re-run over the same files reports it: every file already scored
+    or already quarantined, under a new batch id (a batch that writes no rows, as the flow's)."""
+    return {**result, "batch_id": new_batch_id(datetime.now(timezone.utc).replace(tzinfo=None)), "scored": 0, "anomalies": 0, "quarantined": 0, "notes": 0,
+            "already_scored": result["scored"] + result["already_scored"],
+            "already_quarantined": result["quarantined"] + result["already_quarantined"],
+            "nothing_scored": False, "detections": [], "quarantine": []}

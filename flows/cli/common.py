@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -84,7 +85,10 @@ def run_or_reuse(make_cache, run, noop):
     report = run()
     after = _cache_or_none(make_cache) if cache else None
     if after is not None and after.key == cache.key:
-        after.store(report)
+        try:
+            after.store(report)
+        except (OSError, TypeError, ValueError) as exc:  # no record: the next run runs the flow, nothing is lost
+            logging.getLogger("asd").warning("no up-to-date record kept for this command (%s)", exc)
     return report
 
 

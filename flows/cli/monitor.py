@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from flows.cli.common import add_tracking_uri, add_workspace
+from flows.cli.common import add_tracking_uri, add_workspace, run_or_reuse
 
 
 MAX_PRINTED = 20  # anomalies listed by path (highest scores); the rest are one query away
@@ -42,14 +42,26 @@ def _print_report(r: dict) -> None:
 
 
 def cmd_monitor(args) -> int:
-    from flows.monitor import monitor_flow
+    from asd_core.config import Workspace
+    from asd_core.pipeline.uptodate import as_monitor_noop, monitor_cache
 
-    state = monitor_flow(incoming=str(args.incoming), workspace=str(args.workspace), model=args.model,
-                         manifest=str(args.manifest) if args.manifest else None, rescore=args.rescore,
-                         tracking_uri=args.tracking_uri, max_events=args.max_events, return_state=True)
-    r = state.result(raise_on_failure=False)
-    if isinstance(r, BaseException):  # the flow raised: its own error, as any other command's
-        raise r
+    manifest = str(args.manifest) if args.manifest else None
+
+    def run():
+        from flows.monitor import monitor_flow
+
+        state = monitor_flow(incoming=str(args.incoming), workspace=str(args.workspace), model=args.model,
+                             manifest=manifest, rescore=args.rescore, tracking_uri=args.tracking_uri,
+                             max_events=args.max_events, return_state=True)
+        r = state.result(raise_on_failure=False)
+        if isinstance(r, BaseException):  # the flow raised: its own error, as any other command's
+            raise r
+        return r
+
+    # no new or changed recording, the same registry: the stored report, without Prefect, torch or MLflow
+    r = run_or_reuse(lambda: monitor_cache(Workspace(args.workspace), args.incoming, args.model, args.rescore, manifest,
+                                           args.tracking_uri),
+                     run, as_monitor_noop)
     _print_report(r)
     if r["nothing_scored"]:
         print(f"error: none of the {r['found']} recordings in {args.manifest or args.incoming} could be scored",
@@ -89,7 +101,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Score each new WAV file under INCOMING/<machine_type>/section_<ss>/ (nested folders "
                                    "allowed) or listed in --manifest once per content and model, into the detections "
                                    "table; files that cannot be scored go to monitor_quarantine. Exit 1 only when "
-                                   "nothing could be scored.")
+                                   "nothing could be scored. A re-run over the same files with the registry unchanged "
+                                   "prints the no-op report without starting a flow.")
     p.add_argument("incoming", type=Path, metavar="INCOMING",
                    help="folder of incoming recordings (with --manifest: the folder relative paths are under)")
     p.add_argument("--model", default="asd-encoder@champion",
