@@ -37,7 +37,7 @@ def configure_allocator() -> bool:
 
     By default glibc maps every block above its mmap threshold afresh and unmaps it on free, so a
     batch loop that allocates and frees 10-100 MB tensors makes the kernel zero and map new pages
-    each time: on 2 cores a teacher embedding loop spent half its time in the kernel (README,
+    each time: on 2 cores a teacher embedding loop spent over 40% of its CPU time in the kernel (README,
     benchmarks/allocator.py). With mmap off for malloc and a 1 GiB trim threshold, freed blocks are
     reused; the process keeps its high-water mark of heap, which its peak needs anyway.
     Idempotent; later calls return the first result."""

@@ -32,16 +32,14 @@ REFERENCE = "teacher"  # the paired differences are student - frozen teacher
 
 
 def _scores(ws: Path, run_id: str) -> dict[tuple[str, str], float]:
-    """(noise subset, SNR bin) -> official score of one run (harmonic mean over its sections)."""
+    """(noise subset, SNR bin) -> official score of one run, in noise_comparison's order (clean
+    first, then each subset by SNR)."""
     from asd_core.config import Workspace
-    from asd_core.storage.catalog import connect, query_rows
+    from asd_core.evaluation.noise import noise_comparison
 
-    with connect(Workspace(ws), read_only=True) as con:
-        rows = query_rows(con, """
-            WITH parts AS (SELECT noise_subset, snr_bin, unnest([auc_source, auc_target, pauc]) AS v
-                           FROM section_metrics WHERE run_id = ?)
-            SELECT noise_subset, snr_bin, hmean(v) AS official FROM parts GROUP BY ALL""", [run_id])
-    return {(r["noise_subset"], r["snr_bin"]): r["official"] for r in rows}
+    rows = noise_comparison(Workspace(ws), [run_id])
+    column = next(c for c in rows[0] if c not in ("noise_subset", "snr_bin"))  # the run's one column
+    return {(r["noise_subset"], r["snr_bin"]): r[column] for r in rows}
 
 
 def _evaluate(ws: Path, encoder: str, options: dict) -> dict[tuple[str, str], float]:
@@ -88,16 +86,10 @@ def run_seed(root: Path, seed: int, args) -> dict[str, dict]:
     return out
 
 
-def _bin_order(key: tuple[str, str]) -> tuple:
-    subset, snr = key
-    lower = float(snr.split("..")[0]) if ".." in snr else float("-inf")
-    return subset != "clean", subset, lower
-
-
 def summarise(per_seed: list[dict[str, dict]]) -> tuple[list[dict], list[dict]]:
     """(official score mean +- sd per condition and encoder, paired student - teacher per condition)."""
     encoders = list(per_seed[0])
-    conditions = sorted({c for s in per_seed for e in s.values() for c in e}, key=_bin_order)
+    conditions = list(dict.fromkeys(c for s in per_seed for e in s.values() for c in e))  # as noise_comparison orders them
 
     def ms(values: list[float]) -> str:
         if not values:

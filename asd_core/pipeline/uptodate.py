@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cache
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -55,7 +56,14 @@ class CommandCache:
 
 def code_version(entry: str) -> str:
     """The version of the code a flow module runs: the source of every project module it imports."""
-    return build_graph().code_version(entry)
+    return _graph().code_version(entry)
+
+
+@cache
+def _graph():
+    """The import graph, read once per process: the key is worked out before and after a flow run,
+    and the code the process runs is the code it imported (an edit during the run is not in it)."""
+    return build_graph()
 
 
 def path_content(path: str | Path) -> str:
@@ -73,6 +81,17 @@ def _files_under(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
 
 
+def _published_outputs(ws: Workspace, artifacts: tuple[str, ...]) -> Callable[[dict], dict]:
+    """Outputs of a command that writes Parquet artifacts and publishes them to DuckDB: every file
+    under the artifacts' folders, and the catalogue present (gone: the flow publishes it again)."""
+    def outputs(result: dict) -> dict:
+        if not ws.duckdb_path.is_file():
+            raise FileNotFoundError(ws.duckdb_path)
+        return file_states(ws.root, [f for a in artifacts for f in _files_under(ws.artifact_dir(a))])
+
+    return outputs
+
+
 def ingest_cache(ws: Workspace, flow_kwargs: dict) -> CommandCache:
     """``asd ingest`` with these ``ingest_flow`` arguments; its outputs are the ingest artifacts."""
     params = {k: v for k, v in flow_kwargs.items() if k not in ("roots", "workspace", "ground_truth")}
@@ -80,12 +99,7 @@ def ingest_cache(ws: Workspace, flow_kwargs: dict) -> CommandCache:
     key = stage_key("cli-ingest", code_version("flows.ingest"), roots=[tree_fingerprint(r) for r in flow_kwargs["roots"]],
                     ground_truth=tree_fingerprint(gt) if gt else None, params=params)
 
-    def outputs(result: dict) -> dict:
-        if not ws.duckdb_path.is_file():
-            raise FileNotFoundError(ws.duckdb_path)  # the catalogue is gone: publish it again
-        return file_states(ws.root, [f for a in INGEST_ARTIFACTS for f in _files_under(ws.artifact_dir(a))])
-
-    return CommandCache(ws, key, outputs)
+    return CommandCache(ws, key, _published_outputs(ws, INGEST_ARTIFACTS))
 
 
 def embed_cache(ws: Workspace, spec: EncoderSpec, noisy: bool, channel: str | None) -> CommandCache:
@@ -119,12 +133,7 @@ def monitor_cache(ws: Workspace, incoming: str | Path, model: str, rescore: bool
     key = stage_key("cli-monitor", code_version("flows.monitor"), incoming=tree_fingerprint(incoming), model=model,
                     rescore=rescore, registry=file_states(ws.mlflow_dir, registry))
 
-    def outputs(result: dict) -> dict:
-        if not ws.duckdb_path.is_file():
-            raise FileNotFoundError(ws.duckdb_path)
-        return file_states(ws.root, [f for a in MONITOR_ARTIFACTS for f in _files_under(ws.artifact_dir(a))])
-
-    return CommandCache(ws, key, outputs, reusable=lambda result: not result.get("nothing_scored"),
+    return CommandCache(ws, key, _published_outputs(ws, MONITOR_ARTIFACTS), reusable=lambda result: not result.get("nothing_scored"),
                         summary=lambda r: {k: v for k, v in r.items() if k not in ("detections", "quarantine")})
 
 
@@ -145,7 +154,8 @@ def as_embed_noop(result: dict) -> dict:
 def as_monitor_noop(result: dict) -> dict:
     """A stored monitor report as a re-run over the same files reports it: every file already scored
     or already quarantined, under a new batch id (a batch that writes no rows, as the flow's)."""
-    return {**result, "batch_id": new_batch_id(datetime.now(timezone.utc).replace(tzinfo=None)), "scored": 0, "anomalies": 0, "quarantined": 0, "notes": 0,
+    now = datetime.now(timezone.utc).replace(tzinfo=None)  # naive UTC, as monitor/run.py stamps batches
+    return {**result, "batch_id": new_batch_id(now), "scored": 0, "anomalies": 0, "quarantined": 0, "notes": 0,
             "already_scored": result["scored"] + result["already_scored"],
             "already_quarantined": result["quarantined"] + result["already_quarantined"],
             "nothing_scored": False, "detections": [], "quarantine": []}
