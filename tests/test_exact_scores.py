@@ -137,7 +137,8 @@ def test_pruned_reranking_keeps_every_near_tie(metric, norm):
     index = det.index_  # the last: ordinary spread data
     if index.aug_norms is not None:
         cand, keep = index._index_candidates(x, 17, 1, None)
-        assert keep is not None and keep.sum() < 0.5 * keep.size, "pruning never happens on ordinary data"
+        # every reference the bound cannot rule out is re-ranked: here one or two per query, not all 200
+        assert keep is not None and keep.sum() <= 2 * len(x), "pruning never happens on ordinary data"
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])

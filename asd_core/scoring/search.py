@@ -1,4 +1,4 @@
-"""Normalised nearest-reference search: a FAISS shortlist, then exact float64 re-ranking.
+"""Normalised nearest-reference search: float32 candidates from a FAISS index, then exact float64 re-ranking.
 
 methods.md section 2: with a_j = 0.5 / rho_j, cosine d/rho_j = a_j - <x, a_j y_j>, so
 min_j d/rho_j = -max_j <[x, 1], [a_j y_j, -a_j]>. The subtractive variant is
@@ -8,9 +8,11 @@ minimised as the maximum of its negation. The Euclidean subtractive variant has 
 form; its shortlist comes from a chunked float64 brute force.
 
 The inner-product form cancels catastrophically in float32 for near neighbours (cosine
-distances of 1e-4 lose about 1e-4 of their value), so FAISS only proposes the ``shortlist``
-best candidates; each score is then d(x, y_j) / rho_j (or d - rho_j) recomputed in float64
-from the difference vector of the stored embeddings, and the minimum taken over the shortlist.
+distances of 1e-4 lose about 1e-4 of their value), so float32 values only propose candidates:
+with a flat index, every reference within the float32 rounding-error bound of the best (almost
+always one or two); otherwise a ``shortlist`` of the best. Each score is then d(x, y_j) / rho_j
+(or d - rho_j) recomputed in float64 from the difference vector of the stored embeddings, and
+the minimum taken over the candidates.
 
 ``index_type="ivf"`` is the approximate mode for large reference sets (issue 15 part 3): an
 inverted-file partition (``IVFPartition``, k-means lists) restricts each query to the references
@@ -196,64 +198,58 @@ class NormalizedIndex:
         return np.take_along_axis(vals, order, 1), np.take_along_axis(cand, order, 1)
 
     def _index_candidates(self, x: np.ndarray, m: int, k: int, exclude) -> tuple[np.ndarray, np.ndarray | None]:
-        """The FAISS shortlist and which of it must be re-ranked (None: all of it).
+        """Candidate ids [q, width] (-1 pads) and which of them to re-rank (None: all of them).
 
-        A candidate whose float32 value trails the k-th best by more than both values' rounding
-        error bound cannot beat it in exact arithmetic, so it is not recomputed: most queries
-        re-rank one or two candidates instead of the whole shortlist (the cost of exactness).
-        The same bound, with the largest norm of any reference, says when a short list is enough:
-        FAISS is first asked for ``k + FIRST_EXTRA`` candidates (a top-17 search costs up to 1.5x
-        a top-1 one at N = 1e3); only queries whose last candidate is still within the bound, so
-        that a reference beyond it might win, are searched again for all ``m``."""
+        Flat index: the float32 value of every reference by one BLAS product per query chunk (the
+        same numbers FAISS computes, read from its storage), and every reference whose value is
+        within the rounding-error bound of the k-th best (n u |q| |a| for an inner product of length
+        n, safety factor >= 2) is kept: only those can be among the k best in exact arithmetic, so
+        most queries re-rank one difference vector, and near ties are never cut off by a list length.
+        A FAISS top-k search would cost 1.3x its top-1 search at N = 1e3 (README, Benchmarks); the
+        product is cheaper than either. Other FAISS indexes (legacy IVF): their top-``m`` list."""
         q = augment_queries(index_form(x, self.metric, self.center), self.metric, self.mode)
         if self.aug_norms is None:
             return self.index.search(q, m)[1], None
-        want = k + (exclude is not None)
-        first = min(m, want + FIRST_EXTRA)
-        vals, ids = self.index.search(q, first)
-        qn = np.sqrt(np.einsum("ij,ij->i", q, q, dtype=np.float64))[:, None]
-        keep, truncated = self._prune(q, qn, vals, ids, k, exclude, first < len(self.rho))
-        if keep is None:  # nothing to prune (fewer valid candidates than k + 1)
-            return self.index.search(q, m)[1], None
-        rows = np.flatnonzero(truncated)
-        if len(rows) and m > first:
-            vals_r, ids_r = self.index.search(q[rows], m)
-            keep_r, still = self._prune(q[rows], qn[rows], vals_r, ids_r, k,
-                                        None if exclude is None else np.asarray(exclude)[rows], m < len(self.rho))
-            ids, keep = _pad_columns(ids, m), _pad_columns(keep, m, False)
-            ids[rows] = ids_r
-            keep[rows] = True if keep_r is None else keep_r
-            if keep_r is not None and still.any():  # more near ties than the shortlist holds: float64 brute force
-                far = rows[still]
-                brute = _brute_candidates(x[far], self.refs, self.rho, m, self.metric, self.mode)
-                ids, keep = _pad_columns(ids, brute.shape[1]), _pad_columns(keep, brute.shape[1], False)
-                ids[far] = _pad_columns(brute, ids.shape[1])
-                keep[far] = True
-        return ids, keep
-
-    def _prune(self, q, qn, vals, ids, k: int, exclude, may_be_truncated: bool):
-        """(which candidates may still be the k best in exact arithmetic, or None when fewer than
-        k + 1 are valid; per query, whether a reference outside the list might too)."""
-        valid = ids >= 0
-        if exclude is not None:
-            valid &= ids != np.asarray(exclude)[:, None]
-        if int(valid.sum(1).min(initial=ids.shape[1])) <= k:
-            return None, None
-        an = self.aug_norms[np.where(ids >= 0, ids, 0)]
+        n = len(self.rho)
         inner = isinstance(self.index, faiss.IndexFlatIP)
+        stored = self._stored_vectors()
+        qn = np.sqrt(np.einsum("ij,ij->i", q, q, dtype=np.float64))
         scale = FLOAT32_ERROR * (q.shape[1] + 8)
-        err = scale * (qn * an if inner else (qn + an) ** 2)
-        better = np.where(valid, vals.astype(np.float64) if inner else -vals.astype(np.float64), -np.inf)
-        # the k-th best value per query
-        kth = better.max(1, keepdims=True) if k == 1 else -np.sort(-better, axis=1)[:, k - 1 : k]
-        slack = np.where(valid, err, 0.0).max(1, keepdims=True)  # the k-th's own error is at most this
-        keep = valid & (better >= kth - err - slack)
-        if not may_be_truncated:
-            return keep, np.zeros(len(q), bool)
-        # a reference not listed has a value <= the last one listed and an error <= err_any
-        err_any = scale * (qn * self.aug_norm_max if inner else (qn + self.aug_norm_max) ** 2)
-        last = np.where(ids[:, -1:] >= 0, vals[:, -1:].astype(np.float64) * (1 if inner else -1), -np.inf)
-        return keep, (last >= kth - err_any - slack)[:, 0]
+        excl = None if exclude is None else np.asarray(exclude)
+        chunk = max(1, DENSE_BUDGET // max(1, n))
+        rows_all, cols_all = [], []
+        for start in range(0, len(q), chunk):
+            qc, qnc = q[start : start + chunk], qn[start : start + chunk, None]
+            # larger is better: the inner product, or 2 <q, y> - |y|^2 (= -|q - y|^2 up to the query's |q|^2)
+            s = qc @ stored.T if inner else 2 * (qc @ stored.T) - self._stored_sq
+            if len(self.unreliable):  # garbage in float32: joined to every list below, never a threshold
+                s[:, self.unreliable] = -np.inf
+            if excl is not None:
+                own = np.flatnonzero(excl[start : start + chunk] >= 0)
+                s[own, excl[start : start + chunk][own]] = -np.inf
+            kth = s.max(1) if k == 1 else (-np.partition(-s, k - 1, axis=1)[:, k - 1] if k <= n
+                                            else np.full(len(s), -np.inf, np.float32))
+            err_any = scale * (qnc[:, 0] * self.aug_norm_max if inner else (qnc[:, 0] + self.aug_norm_max) ** 2)
+            # the k-th's value and any other's are each off by at most err_any: nothing below can win
+            floor = np.maximum(kth - 2 * err_any, np.finfo(np.float32).min).astype(np.float32)
+            r, c = np.nonzero(s >= floor[:, None])
+            rows_all.append(r + start)
+            cols_all.append(c)
+        rows, cols = np.concatenate(rows_all), np.concatenate(cols_all)
+        counts = np.bincount(rows, minlength=len(q))
+        ids = np.full((len(q), max(1, int(counts.max(initial=0)))), -1, np.int64)
+        ids[rows, np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)] = cols
+        return ids, ids >= 0
+
+    def _stored_vectors(self) -> np.ndarray:
+        """The flat index's float32 vectors as a read-only view of FAISS's storage (no copy); for an
+        L2 index also their squared norms."""
+        if getattr(self, "_stored", None) is None:
+            ntotal, dim = self.index.ntotal, self.index.d
+            self._stored = faiss.rev_swig_ptr(self.index.get_xb(), ntotal * dim).reshape(ntotal, dim)
+            if not isinstance(self.index, faiss.IndexFlatIP):
+                self._stored_sq = np.einsum("ij,ij->i", self._stored, self._stored, dtype=np.float64).astype(np.float32)
+        return self._stored
 
     def _partition_candidates(self, x: np.ndarray, m: int) -> np.ndarray:
         """Shortlist among each query's probed lists: FAISS values, or float64 for the Euclidean
@@ -294,7 +290,7 @@ UNRELIABLE_NOISE = 1e-3  # float32 error of a reference's MIPS value, relative t
 # classic bound for any summation order); this uses eps32 = 2u for that and for the rounding of the
 # vectors themselves (normalisation, centring, augmentation), with 8 extra terms: a safe factor >= 2.
 FLOAT32_ERROR = float(np.finfo(np.float32).eps)
-FIRST_EXTRA = 3  # candidates beyond the k asked for in the first, short FAISS search
+DENSE_BUDGET = 1 << 24  # float32 values of one query chunk against every reference (64 MB)
 
 
 def augmented_norms(refs: np.ndarray, rho: np.ndarray, metric: str, mode: str, center) -> np.ndarray:
