@@ -188,3 +188,23 @@ def test_index_type_is_validated_and_labelled():
         ScoringConfig(index_type="hnsw")
     assert ScoringConfig(index_type="ivf").params()["approximate"] is True
     assert "approximate" not in ScoringConfig().params()  # exact run ids are unchanged
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_pruned_candidates_keep_every_near_tie(metric):
+    """The approximate mode re-ranks only the probed candidates float32 cannot rule out. Here 12
+    references lie at one distance from the queries (a cone; every list probed, all within the
+    shortlist), their exact distances ~1e-7 relative apart and FAISS's float32 order among them
+    noise: the score must still be the float64 minimum (fails when the error bound is set to 0)."""
+    rng = np.random.default_rng(5)
+    d = 32
+    q = rng.normal(size=d)
+    q /= np.linalg.norm(q)
+    v = rng.normal(size=(12, d))
+    v -= (v @ q)[:, None] * q
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    refs = (3.0 * (np.cos(1.0) * q + np.sin(1.0) * v)).astype(np.float32)
+    x = (3.0 * q + 1e-7 * rng.normal(size=(10, d))).astype(np.float32)
+    det = make_detector(ScoringConfig(normalization="none", metric=metric, index_type="ivf")).fit(refs)
+    assert det.index_.partition.nprobe >= len(det.index_.partition.centroids)  # every list probed
+    np.testing.assert_allclose(det.score(x), _dist64(x, refs, metric).min(1), rtol=1e-9, atol=0)

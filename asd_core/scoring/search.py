@@ -84,16 +84,17 @@ class IVFPartition:
 
 
 def partition_shortlist(xq: np.ndarray, vectors: np.ndarray, partition: IVFPartition, probes: np.ndarray, m: int,
-                        inner: bool, memory_mb: int = 256) -> np.ndarray:
+                        inner: bool, memory_mb: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Best ``m`` reference ids per query among its probed lists by the float32 value (inner product
-    or L2 of ``xq`` and ``vectors``, both in FAISS form) [q, m]; -1 pads where fewer were probed.
+    or L2 of ``xq`` and ``vectors``, both in FAISS form) [q, m], and those values; -1 pads where
+    fewer were probed.
 
     ``vectors`` are sorted by list (``vectors[i]`` is reference ``partition.order[i]``), so each list
     is a contiguous block scanned once for all queries probing it; queries go in chunks so the
     [chunk, nprobe * m] merge stays near ``memory_mb``."""
-    metric = faiss.METRIC_INNER_PRODUCT if inner else faiss.METRIC_L2
     q, p = probes.shape
     out = np.full((q, m), -1, np.int64)
+    out_vals = np.full((q, m), -np.inf if inner else np.inf, np.float32)
     chunk = max(1, memory_mb * 2**20 // (16 * p * m))
     for start in range(0, q, chunk):
         pr = probes[start : start + chunk]
@@ -109,12 +110,26 @@ def partition_shortlist(xq: np.ndarray, vectors: np.ndarray, partition: IVFParti
                 continue
             mm = int(min(m, hi - lo))
             rows, cols = pos // p, (pos % p)[:, None] * m + np.arange(mm)
-            d, i = faiss.knn(np.ascontiguousarray(xq[start + rows]), vectors[lo:hi], mm, metric=metric)
+            d, i = _block_top(xq[start + rows], vectors[lo:hi], mm, inner)
             vals[rows[:, None], cols], ids[rows[:, None], cols] = d, partition.order[lo + i]
         mm = min(m, p * m)
         best = np.argsort(-vals if inner else vals, axis=1, kind="stable")[:, :mm]
         out[start : start + len(pr), :mm] = np.take_along_axis(ids, best, 1)
-    return out
+        out_vals[start : start + len(pr), :mm] = np.take_along_axis(vals, best, 1)
+    return out, out_vals
+
+
+def _block_top(xq: np.ndarray, block: np.ndarray, m: int, inner: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The ``m`` best of ``block`` for each row of ``xq`` (unordered): float32 inner products, or
+    squared L2 distances by their expansion, as FAISS computes them; one BLAS product (a FAISS
+    top-m search of a small block costs several times its product: README, Benchmarks)."""
+    s = xq @ block.T
+    if not inner:
+        s = (np.einsum("ij,ij->i", xq, xq)[:, None] - 2 * s) + np.einsum("ij,ij->i", block, block)[None, :]
+    if m < s.shape[1]:
+        idx = np.argpartition(-s if inner else s, m - 1, axis=1)[:, :m]
+        return np.take_along_axis(s, idx, 1), idx
+    return s, np.broadcast_to(np.arange(s.shape[1]), s.shape)
 
 
 @dataclass
@@ -141,8 +156,10 @@ class NormalizedIndex:
         self.unreliable = (np.empty(0, np.int64) if self.refs is None or not searched
                            else unreliable_references(self.refs, self.rho, self.metric, self.mode, self.center))
         # norms of the indexed (augmented) vectors: the float32 error bound of each FAISS value
+        bounded = isinstance(self.index, faiss.IndexFlat) or (
+            self.partition is not None and not (self.metric == "euclidean" and self.mode == "diff"))
         self.aug_norms = (augmented_norms(self.refs, self.rho, self.metric, self.mode, self.center)
-                          if self.refs is not None and isinstance(self.index, faiss.IndexFlat) else None)
+                          if self.refs is not None and bounded else None)
         if self.aug_norms is not None:  # the unreliable references join every shortlist anyway
             reliable = np.setdiff1d(np.arange(len(self.aug_norms)), self.unreliable)
             self.aug_norm_max = float(self.aug_norms[reliable].max(initial=0.0))
@@ -174,7 +191,7 @@ class NormalizedIndex:
             cand = _brute_candidates(x, self.refs, self.rho, m, self.metric, self.mode)
         else:
             if self.partition is not None:
-                cand = self._partition_candidates(x, m)
+                cand, keep = self._partition_candidates(x, m, k, exclude)
             else:
                 cand, keep = self._index_candidates(x, m, k, exclude)
             if self.approximate:  # too few probed (tiny lists): those rows fall back to the brute force
@@ -183,6 +200,9 @@ class NormalizedIndex:
                     brute = _brute_candidates(x[short], self.refs, self.rho, m, self.metric, self.mode)
                     cand = _pad_columns(cand, brute.shape[1])
                     cand[short] = _pad_columns(brute, cand.shape[1])
+                    if keep is not None:
+                        keep = _pad_columns(keep, cand.shape[1], False)
+                        keep[short] = cand[short] >= 0
             if len(self.unreliable):  # too close to their neighbours for float32: always re-ranked
                 cand = np.hstack([cand, np.broadcast_to(self.unreliable, (len(x), len(self.unreliable)))])
                 if keep is not None:
@@ -251,20 +271,32 @@ class NormalizedIndex:
                 self._stored_sq = np.einsum("ij,ij->i", self._stored, self._stored, dtype=np.float64).astype(np.float32)
         return self._stored
 
-    def _partition_candidates(self, x: np.ndarray, m: int) -> np.ndarray:
-        """Shortlist among each query's probed lists: FAISS values, or float64 for the Euclidean
-        subtractive variant (no inner-product form)."""
+    def _partition_candidates(self, x: np.ndarray, m: int, k: int, exclude) -> tuple[np.ndarray, np.ndarray | None]:
+        """Shortlist among each query's probed lists (FAISS values, or float64 for the Euclidean
+        subtractive variant, which has no inner-product form) and which of it to re-rank: as in the
+        exhaustive mode, only candidates within the float32 error bound of the k-th best."""
         xq = index_form(x, self.metric, self.center)
         probes = self.partition.probe(xq)
         if self.vectors is not None:
             inner = not (self.mode == "plain" and self.metric == "euclidean")
-            return partition_shortlist(augment_queries(xq, self.metric, self.mode), self.vectors, self.partition, probes,
-                                       m, inner)
+            q = augment_queries(xq, self.metric, self.mode)
+            ids, vals = partition_shortlist(q, self.vectors, self.partition, probes, m, inner)
+            valid = ids >= 0
+            if exclude is not None:
+                valid &= ids != np.asarray(exclude)[:, None]
+            if len(self.unreliable):  # garbage in float32 and re-ranked anyway: never the threshold
+                valid &= ~np.isin(ids, self.unreliable)
+            better = np.where(valid, vals.astype(np.float64) * (1 if inner else -1), -np.inf)
+            kth = better.max(1) if k == 1 else -np.sort(-better, axis=1)[:, min(k, better.shape[1]) - 1]
+            qn = np.sqrt(np.einsum("ij,ij->i", q, q, dtype=np.float64))
+            scale = FLOAT32_ERROR * (q.shape[1] + 8)
+            err_any = scale * (qn * self.aug_norm_max if inner else (qn + self.aug_norm_max) ** 2)
+            return ids, valid & (better >= (kth - 2 * err_any)[:, None])
         out = np.full((len(x), m), -1, np.int64)
         for sel, cand in self.partition.groups(probes):
             local = _brute_candidates(x[sel], self.refs[cand], self.rho[cand], min(m, len(cand)), self.metric, self.mode)
             out[sel, : local.shape[1]] = cand[local]
-        return out
+        return out, None
 
     def _search_float32(self, x, k, exclude):
         """The pre-re-ranking path (indexes saved without their references)."""
