@@ -69,6 +69,9 @@ def main() -> None:
     args = p.parse_args()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from flows import prefect_server
+
+    prefect_server.install()  # the flows' Prefect server stops with this process, however it ends (Ctrl-C, kill)
 
     from asd_core.config import Workspace
     from asd_core.runtime import configure_threads

@@ -28,7 +28,8 @@ from asd_core.storage.paths import all_files, audio_channels_path, audio_partiti
 
 __all__ = ["ChannelError", "StoredChannel", "audio_partition_writer", "audio_partitions", "channel_wave_batches",
            "channel_waves", "choose_channel", "choose_channels", "from_storage", "num_row_groups", "partition_clip_ids", "partition_roles",
-           "partition_sample_rate", "partition_waves", "read_waves", "stored_audio_dtype", "to_storage", "wave_batches"]
+           "partition_sample_rate", "partition_waves", "read_waves", "stored_audio_dtype", "stream_waves", "to_storage",
+           "wave_batches"]
 
 READ_BATCH = 64  # rows per chunk of partition_waves
 
@@ -100,14 +101,16 @@ def partition_waves(audio_path: Path, wanted=None) -> Iterator[tuple[str, np.nda
         yield from zip(ids, waves)
 
 
+def stream_waves(ws: Workspace, wanted: set[str]) -> Iterator[tuple[str, np.ndarray]]:
+    """(clip_id, float32 waveform) of the ``wanted`` clip ids, streamed from every audio partition."""
+    for _, _, path in audio_partitions(ws):
+        yield from partition_waves(path, wanted)
+
+
 def read_waves(ws: Workspace, wanted: set[str], transform: Callable[[np.ndarray], np.ndarray] | None = None
                ) -> dict[str, np.ndarray]:
-    """float32 waveforms of the ``wanted`` clip ids (streamed from the audio partitions)."""
-    out = {}
-    for _, _, path in audio_partitions(ws):
-        for cid, wave in partition_waves(path, wanted):
-            out[cid] = transform(wave) if transform else wave
-    return out
+    """float32 waveforms of the ``wanted`` clip ids, in memory (``storage.scratch`` holds large sets on disk)."""
+    return {cid: transform(wave) if transform else wave for cid, wave in stream_waves(ws, wanted)}
 
 
 def channel_waves(ws: Workspace, role: str, wanted: set[str] | None = None) -> dict[str, np.ndarray]:

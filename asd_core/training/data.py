@@ -8,14 +8,15 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from asd_core.config import PIPELINE_SAMPLE_RATE, Workspace
-from asd_core.storage.audio import audio_partitions, partition_waves
+from asd_core.storage.audio import stream_waves
 from asd_core.storage.paths import all_files
+from asd_core.storage.scratch import scratch_matrix
 
 
 @dataclass
 class TrainingSet:
     clip_ids: list[str]
-    waves: np.ndarray  # [N, samples] float32, padded/cropped to one length
+    waves: np.ndarray  # [N, samples] float32, padded/cropped to one length; disk-backed (storage/scratch.py)
     labels: list[str]  # class names: machine / section / attributes
     domains: list[str | None]
 
@@ -41,15 +42,19 @@ def load_training_set(ws: Workspace, clip_seconds: float | None = None, sample_r
     if not meta:
         raise FileNotFoundError(f"no normal training clips in {ws.root}; run `asd ingest` first")
     n = int(round((clip_seconds or float(np.median([r["duration_s"] for r in meta.values()]))) * sample_rate))
-    # Streamed into one preallocated array: the clips' memory once, not three times (a dict of
-    # clips, their stack and its float32 copy took 8.1 GB for the 2.4 GB of the dcase demo set).
+    # Streamed into one preallocated matrix, on disk (storage/scratch.py): the clips' memory is the
+    # page cache's, not the process's (a dict of clips, their stack and its float32 copy took
+    # 8.1 GB for the 2.4 GB of the dcase demo set).
     ids = sorted(meta)  # independent of partition order
     row = {c: i for i, c in enumerate(ids)}
-    waves, found = np.zeros((len(ids), n), np.float32), np.zeros(len(ids), bool)
-    for _, _, path in audio_partitions(ws):
-        for cid, wave in partition_waves(path, meta.keys()):
-            w = fix_length(wave, n)
-            waves[row[cid], : len(w)], found[row[cid]] = w, True
-    if not found.all():  # listed in clips but without stored audio: left out, as before
-        waves, ids = waves[found], [c for c, ok in zip(ids, found) if ok]
+    waves, found = scratch_matrix(ws, len(ids), n, "teacher's training clips"), np.zeros(len(ids), bool)
+    for cid, wave in stream_waves(ws, meta.keys()):
+        w = fix_length(wave, n)
+        waves[row[cid], : len(w)], found[row[cid]] = w, True
+    if not found.all():  # listed in clips but without stored audio: left out, as before (rows moved up in place)
+        keep = np.flatnonzero(found)
+        for dst, src in enumerate(keep):
+            if dst != src:
+                waves[dst] = waves[src]
+        waves, ids = waves[: len(keep)], [ids[i] for i in keep]
     return TrainingSet(ids, waves, [class_name(meta[c]) for c in ids], [meta[c]["domain"] for c in ids])

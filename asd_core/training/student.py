@@ -25,10 +25,11 @@ from asd_core.hashing import json_id
 from asd_core.mixing.artifacts import check_planned_on, read_mixtures
 from asd_core.mixing.noise_library import read_noise_library
 from asd_core.mixing.render import render
-from asd_core.storage.audio import read_waves
+from asd_core.storage.audio import stream_waves
 from asd_core.storage.content import clip_audio_keys, mixture_key, set_key
 from asd_core.storage.models import current_model, set_current
 from asd_core.storage.paths import model_dir
+from asd_core.storage.scratch import scratch_clips
 from asd_core.training import loop
 from asd_core.training.backbone import Backbone, backbone_weights, load_backbone
 from asd_core.training.data import fix_length
@@ -78,7 +79,8 @@ def train_student(ws: Workspace, teacher_path: str | Path, cfg: StudentTrainConf
 
     sr = PIPELINE_SAMPLE_RATE  # the mixtures are rendered from the stored clips, at the pipeline rate
     n = int(round((cfg.clip_seconds or float(np.median([r["num_samples"] for r in mixtures]) / sr)) * sr))
-    clean = read_waves(ws, {r["clip_id"] for r in mixtures})
+    planned = {r["clip_id"]: r["num_samples"] for r in mixtures}
+    clean = scratch_clips(ws, planned, stream_waves(ws, planned.keys()), "clean clips of the training mixtures")
     missing = sorted({r["clip_id"] for r in mixtures} - set(clean))
     if missing:
         raise FileNotFoundError(f"{len(missing)} clean clips of the mixtures are no longer in the workspace "
