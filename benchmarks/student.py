@@ -97,7 +97,7 @@ def mixture_throughput() -> dict:
     from asd_core.mixing.noise_library import NoiseLibraryConfig, build_noise_library
     from asd_core.mixing.plan import MixConfig, plan_mixtures
     from asd_core.mixing.render import render
-    from asd_core.training.data import read_waves
+    from asd_core.storage.audio import read_waves
 
     with tempfile.TemporaryDirectory() as tmp:
         data, ws = Path(tmp) / "data", Workspace(Path(tmp) / "ws").ensure()

@@ -20,7 +20,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -31,32 +30,24 @@ MACHINES = ("fan", "valve", "slider", "gearbox")
 
 
 def _child(ws: str, epochs: int) -> None:
-    """One teacher training run in this process; prints {peak_private_mb, peak_rss_mb, seconds, clips} as JSON."""
-    import psutil
+    """One teacher training run in this process; prints {peak_private_mb, peak_rss_mb, seconds, epochs_run} as JSON."""
+    from pipeline import MemorySampler  # benchmarks/pipeline.py, beside this script
 
     from asd_core.config import Workspace
     from asd_core.runtime import configure_threads
     from asd_core.training.teacher import TeacherTrainConfig, train_teacher
 
     configure_threads()
-    proc, samples, stop = psutil.Process(), [], threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            info = proc.memory_info()
-            samples.append((info.rss, info.rss - getattr(info, "shared", 0)))
-            time.sleep(0.05)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    t0 = time.perf_counter()
+    sampler = MemorySampler()
+    sampler.start()
+    t0 = time.time()
     result = train_teacher(Workspace(ws), TeacherTrainConfig(epochs=epochs, patience=epochs), device="cpu")
-    seconds = time.perf_counter() - t0
-    stop.set()
-    thread.join()
-    print(json.dumps({"peak_rss_mb": round(max(r for r, _ in samples) / 2**20),
-                      "peak_private_mb": round(max(p for _, p in samples) / 2**20),
-                      "seconds": round(seconds, 1), "epochs_run": len(result.history)}))
+    t1 = time.time()
+    sampler.stop.set()
+    sampler.join()
+    rss, _, private = sampler.peak(t0, t1)
+    print(json.dumps({"peak_rss_mb": rss, "peak_private_mb": private, "seconds": round(t1 - t0, 1),
+                      "epochs_run": len(result.history)}))
 
 
 def _workspace(root: Path, clips: int, seconds: float) -> Path:

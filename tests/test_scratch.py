@@ -48,6 +48,12 @@ def test_scratch_clips_hold_each_wave_at_its_own_length(tmp_path):
     assert len(clips["c"]) == 301  # not the planned length: kept whole, so render's length check reports it
     np.testing.assert_array_equal(clips["c"], c)
 
+    # A clip read twice keeps its last read, whichever kind each read is, and is counted once.
+    twice = scratch_clips(Workspace(tmp_path), {"a": 300, "c": 300}, [("a", c), ("a", a), ("c", a), ("c", c)])
+    assert sorted(twice) == ["a", "c"] and len(twice) == 2
+    np.testing.assert_array_equal(twice["a"], a)
+    np.testing.assert_array_equal(twice["c"], c)
+
 
 def _in_memory_training_waves(ws: Workspace, ids: list[str], n: int) -> np.ndarray:
     """Independent of load_training_set: every clip read into memory, padded or cropped to ``n``."""

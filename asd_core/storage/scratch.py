@@ -49,14 +49,13 @@ class ScratchClips:
     """Waveforms of many clips in one scratch matrix; ``clips[clip_id]`` is a view of its row at the
     clip's own length, so callers use it like the dict of arrays it replaces."""
 
-    def __init__(self, matrix: np.ndarray, row: dict[str, int], lengths: np.ndarray, odd: dict[str, np.ndarray]):
+    def __init__(self, matrix: np.ndarray, row: dict[str, int], lengths: dict[str, int], odd: dict[str, np.ndarray]):
         self.matrix, self._row, self._lengths, self._odd = matrix, row, lengths, odd
 
     def __getitem__(self, clip_id: str) -> np.ndarray:
         if clip_id in self._odd:
             return self._odd[clip_id]
-        i = self._row[clip_id]
-        return self.matrix[i, : self._lengths[i]]
+        return self.matrix[self._row[clip_id], : self._lengths[clip_id]]
 
     def __contains__(self, clip_id: object) -> bool:
         return clip_id in self._row or clip_id in self._odd
@@ -75,17 +74,17 @@ def scratch_clips(ws: Workspace, expected: dict[str, int], waves: Iterable[tuple
     scratch matrix as wide as the longest planned clip. A clip whose stored length differs from
     its plan (the audio changed since) is kept as it is, in memory, so the caller's length check
     reports it; there are none unless the workspace changed under the plan."""
-    ids = sorted(expected)
-    row = {c: i for i, c in enumerate(ids)}
-    matrix = scratch_matrix(ws, len(ids), max(expected.values(), default=0), what)
-    lengths, found, odd = np.zeros(len(ids), np.int64), np.zeros(len(ids), bool), {}
+    slot = {c: i for i, c in enumerate(sorted(expected))}
+    matrix = scratch_matrix(ws, len(slot), max(expected.values(), default=0), what)
+    row, odd = {}, {}  # a clip read twice keeps its last read, as a dict would
     for cid, wave in waves:
-        i = row.get(cid)
-        if i is None:
+        if cid not in slot:
             continue
         if len(wave) == expected[cid]:
-            matrix[i, : len(wave)] = wave
-            lengths[i], found[i] = len(wave), True
+            matrix[slot[cid], : len(wave)] = wave
+            row[cid] = slot[cid]
+            odd.pop(cid, None)
         else:
             odd[cid] = np.array(wave, np.float32)
-    return ScratchClips(matrix, {c: i for c, i in row.items() if found[i]}, lengths, odd)
+            row.pop(cid, None)
+    return ScratchClips(matrix, row, expected, odd)

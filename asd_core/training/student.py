@@ -81,7 +81,7 @@ def train_student(ws: Workspace, teacher_path: str | Path, cfg: StudentTrainConf
     n = int(round((cfg.clip_seconds or float(np.median([r["num_samples"] for r in mixtures]) / sr)) * sr))
     planned = {r["clip_id"]: r["num_samples"] for r in mixtures}
     clean = scratch_clips(ws, planned, stream_waves(ws, planned.keys()), "clean clips of the training mixtures")
-    missing = sorted({r["clip_id"] for r in mixtures} - set(clean))
+    missing = sorted(c for c in planned if c not in clean)
     if missing:
         raise FileNotFoundError(f"{len(missing)} clean clips of the mixtures are no longer in the workspace "
                                 f"(e.g. {missing[0]}); run `asd mix` again")
