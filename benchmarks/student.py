@@ -91,9 +91,9 @@ def mixture_throughput() -> dict:
     """Plan (exact-SNR gains) and render mixtures of the small demo data, clips/s."""
     import numpy as np
 
-    from asd_core.config import IngestConfig, Workspace
+    from asd_core.config import Workspace
     from asd_core.demo import make_demo_data
-    from asd_core.ingest import ingest_group, plan_ingest
+    from asd_core.ingest import ingest_roots
     from asd_core.mixing.noise_library import NoiseLibraryConfig, build_noise_library
     from asd_core.mixing.plan import MixConfig, plan_mixtures
     from asd_core.mixing.render import render
@@ -102,9 +102,7 @@ def mixture_throughput() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         data, ws = Path(tmp) / "data", Workspace(Path(tmp) / "ws").ensure()
         make_demo_data(data, seed=0, size="small")
-        plan = plan_ingest(ws, [data], "demo", IngestConfig())
-        for (ds, mt), cands in plan.groups.items():
-            ingest_group(ws, ds, mt, cands, plan.roots[ds], IngestConfig())
+        ingest_roots(ws, [data], "demo", publish=False)
         lib = build_noise_library(ws, NoiseLibraryConfig(folder=data / "noise"))
         t0 = time.perf_counter()
         result = plan_mixtures(ws, lib, MixConfig())

@@ -52,21 +52,16 @@ def _child(ws: str, epochs: int) -> None:
 
 def _workspace(root: Path, clips: int, seconds: float) -> Path:
     """Demo data of ``clips`` source training clips per machine type, ingested with the library."""
-    from asd_core.config import IngestConfig, Workspace
+    from asd_core.config import Workspace
     from asd_core.demo import make_demo_data
     from asd_core.demo.generate import DemoSize
-    from asd_core.ingest import ingest_group, plan_ingest
-    from asd_core.storage.catalog import publish_ingest
+    from asd_core.ingest import ingest_roots
 
     data, ws = root / f"data-{clips}", Workspace(root / f"ws-{clips}").ensure()
     size = DemoSize(MACHINES, sections=1, source_train=clips, target_train=10, test_per_cell=1,
                     duration_s=seconds, noise_per_class=1, held_out_test=0, held_out_enroll=0)
     make_demo_data(data, seed=0, size=size)
-    cfg = IngestConfig()
-    plan = plan_ingest(ws, [data], "demo", cfg)
-    for (ds, mt), cands in plan.groups.items():
-        ingest_group(ws, ds, mt, cands, plan.roots[ds], cfg)
-    publish_ingest(ws)
+    ingest_roots(ws, [data], "demo")
     shutil.rmtree(data)
     return ws.root
 

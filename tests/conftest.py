@@ -47,16 +47,11 @@ def demo_small(tmp_path_factory) -> Path:
 
 def _ingest_tree(ws_root: Path, tree: Path, dataset: str = "demo"):
     """Ingest ``tree`` into a new workspace with the library (no Prefect) and publish it to DuckDB."""
-    from asd_core.config import IngestConfig, Workspace
-    from asd_core.ingest import ingest_group, plan_ingest
-    from asd_core.storage.catalog import publish_ingest
+    from asd_core.config import Workspace
+    from asd_core.ingest import ingest_roots
 
-    ws = Workspace(ws_root).ensure()
-    cfg = IngestConfig()
-    plan = plan_ingest(ws, [tree], dataset, cfg)
-    for (ds, mt), cands in plan.groups.items():
-        ingest_group(ws, ds, mt, cands, plan.roots[ds], cfg)
-    publish_ingest(ws)
+    ws = Workspace(ws_root)
+    ingest_roots(ws, [tree], dataset)
     return ws
 
 

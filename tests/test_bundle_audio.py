@@ -57,8 +57,8 @@ def test_pyfunc_scores_the_channel_the_run_was_fit_on(tmp_path, prefect_harness)
     import pandas as pd
     from mlflow.pyfunc import PythonModelContext
 
-    from asd_core.ingest import ingest_group, plan_ingest
-    from asd_core.storage.catalog import connect, publish_ingest, query_rows
+    from asd_core.ingest import ingest_roots
+    from asd_core.storage.catalog import connect, query_rows
     from asd_core.tracking.pyfunc_model import BUNDLE, AsdScoringModel
     from asd_core.tracking.registry import bundle_run
     from flows.embed import embed_flow
@@ -66,12 +66,8 @@ def test_pyfunc_scores_the_channel_the_run_was_fit_on(tmp_path, prefect_harness)
 
     tree = make_tree(tmp_path / "tree")
     _swap_channels(tree)
-    ws = Workspace(tmp_path / "ws").ensure()
-    cfg = IngestConfig(audio=AudioConfig(channel_roles=("far", "near")))
-    plan = plan_ingest(ws, [tree], "d26", cfg)
-    for (ds, mt), cands in plan.groups.items():
-        ingest_group(ws, ds, mt, cands, plan.roots[ds], cfg)
-    publish_ingest(ws)
+    ws = Workspace(tmp_path / "ws")
+    ingest_roots(ws, [tree], "d26", IngestConfig(audio=AudioConfig(channel_roles=("far", "near"))))
     embed_flow(workspace=str(ws.root), encoder=ENCODER)
     run = score_flow(workspace=str(ws.root), encoder=ENCODER, normalization="knn", k=2)
     bundle = tmp_path / "model" / BUNDLE

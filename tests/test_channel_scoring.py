@@ -53,16 +53,10 @@ def make_tree(root: Path, far_of=None, seed: int = 0) -> Path:
 
 def _ingest(ws_root: Path, tree: Path) -> Workspace:
     """The library's ingest (the ingest flow is tested elsewhere), published to DuckDB."""
-    from asd_core.config import IngestConfig
-    from asd_core.ingest import ingest_group, plan_ingest
-    from asd_core.storage.catalog import publish_ingest
+    from asd_core.ingest import ingest_roots
 
-    ws = Workspace(ws_root).ensure()
-    cfg = IngestConfig()
-    plan = plan_ingest(ws, [tree], "d26", cfg)
-    for (ds, mt), cands in plan.groups.items():
-        ingest_group(ws, ds, mt, cands, plan.roots[ds], cfg)
-    publish_ingest(ws)
+    ws = Workspace(ws_root)
+    ingest_roots(ws, [tree], "d26")
     return ws
 
 

@@ -15,9 +15,8 @@ import pytest
 import soundfile as sf
 
 from asd_core.config import AudioConfig, IngestConfig, Workspace
-from asd_core.ingest import ingest_group, plan_ingest, write_quarantine
+from asd_core.ingest import ingest_roots
 from asd_core.ingest.layout import all_files, audio_file
-from asd_core.storage.catalog import publish_ingest
 
 SR = 16_000
 
@@ -42,16 +41,8 @@ def _tree(root: Path, seed: int = 0, machine: str = "fan") -> Path:
 
 def _ingest(ws: Workspace, roots: list[Path], dataset: str | None = None, cfg: IngestConfig | None = None):
     """The ingest flow's steps through the library: plan, every group, quarantine, publish."""
-    cfg = cfg or IngestConfig()
-    plan = plan_ingest(ws, roots, dataset, cfg)
-    ws.ensure()
-    results = [ingest_group(ws, ds, mt, cands, plan.roots[ds], cfg, plan.unlisted.get(ds, []))
-               for (ds, mt), cands in plan.groups.items()]
-    quarantined = plan.quarantined + [q for r in results for q in r.quarantined]
-    for ds, roots_now in plan.roots.items():
-        write_quarantine(ws, ds, roots_now, [q for q in quarantined if q.dataset == ds])
-    publish_ingest(ws)
-    return results, quarantined
+    run = ingest_roots(ws, roots, dataset, cfg)
+    return run.groups, run.quarantined
 
 
 def _sql(ws: Workspace, query: str, params=None) -> list[tuple]:
@@ -270,3 +261,33 @@ def test_float_wavs_beyond_full_scale_are_quarantined_or_clipped_with_a_warning(
     assert np.abs(audio[ids[f"fan/train/{near.name}"]]).max() == pytest.approx(full, abs=1)
     assert np.abs(audio[ids[f"fan/train/{fine.name}"]]).max() < full
     assert len(all_files(ws, "quarantine")) == 1
+
+
+# --- the library's ingest equals the flow's ---------------------------------------------------------
+
+def test_ingest_roots_writes_what_the_ingest_flow_writes(tmp_path, prefect_harness):
+    """``ingest_roots`` (tests, benchmarks, library users) and ``asd ingest`` (one Prefect task per
+    group) run the same steps: the same clips, audio and quarantine rows, the same DuckDB tables."""
+    from flows.ingest import ingest_flow
+
+    root = _tree(tmp_path / "dcase")
+    _tree(root, seed=1, machine="valve")
+    (root / "fan" / "train" / "section_00_source_train_normal_0100.wav").write_bytes(b"RIFF not a wav")
+    (root / "fan" / "train" / "notes.wav").write_bytes(b"")  # rejected by name at scan
+    lib, flow = Workspace(tmp_path / "lib"), Workspace(tmp_path / "flow")
+    run = ingest_roots(lib, [root])
+    ingest_flow(roots=[str(root)], workspace=str(flow.root))
+    assert run.clips == 32 and len(run.groups) == 2
+    assert sorted((q.stage, q.relative_path) for q in run.quarantined) == [
+        ("probe", "fan/train/section_00_source_train_normal_0100.wav"), ("scan", "fan/train/notes.wav")]
+
+    def rows(ws: Workspace, kind: str) -> list[dict]:
+        out = [r for p in all_files(ws, kind) for r in pq.read_table(p).to_pylist()]
+        return sorted(out, key=lambda r: (r.get("clip_id") or "", r.get("relative_path") or ""))
+
+    for kind in ("clips", "audio", "quarantine"):
+        assert rows(lib, kind) == rows(flow, kind), kind
+        assert rows(lib, kind), kind
+    for table in ("clips", "quarantine"):
+        query = f"SELECT * FROM {table} ORDER BY ALL"
+        assert _sql(lib, query) == _sql(flow, query), table

@@ -13,10 +13,9 @@ import pytest
 import soundfile as sf
 
 from asd_core.config import AudioConfig, IngestConfig, Workspace
-from asd_core.ingest import ingest_group, plan_ingest
+from asd_core.ingest import ingest_group, ingest_roots, plan_ingest
 from asd_core.ingest.partition import ChannelRoleError
 from asd_core.storage.audio import channel_waves, read_waves
-from asd_core.storage.catalog import publish_ingest
 from asd_core.storage.content import clip_audio_keys
 from asd_core.storage.paths import all_files, audio_channels_file
 
@@ -50,11 +49,7 @@ def tree(tmp_path) -> Path:
 
 
 def _ingest(ws: Workspace, root: Path, **audio) -> dict:
-    cfg = IngestConfig(audio=AudioConfig(**audio))
-    plan = plan_ingest(ws, [root], "d26", cfg)
-    results = {mt: ingest_group(ws, ds, mt, c, plan.roots[ds], cfg) for (ds, mt), c in plan.groups.items()}
-    publish_ingest(ws)
-    return results
+    return {g.machine_type: g for g in ingest_roots(ws, [root], "d26", IngestConfig(audio=AudioConfig(**audio))).groups}
 
 
 def _clips(ws: Workspace, machine_type: str) -> dict[str, dict]:
@@ -184,11 +179,8 @@ def test_bad_channel_options_are_one_line_errors():
 
 
 def test_mimii_eight_channels_all_kept_and_equal_to_soundfile(tmp_path, realdata):
-    ws = Workspace(tmp_path / "ws").ensure()
-    cfg = IngestConfig(audio=AudioConfig(channels="all"))
-    plan = plan_ingest(ws, [realdata / "mimii_valve_8ch"], None, cfg)
-    for (ds, mt), cands in plan.groups.items():
-        ingest_group(ws, ds, mt, cands, plan.roots[ds], cfg)
+    ws = Workspace(tmp_path / "ws")
+    ingest_roots(ws, [realdata / "mimii_valve_8ch"], None, IngestConfig(audio=AudioConfig(channels="all")), publish=False)
     rows = {r["relative_path"]: r for p in all_files(ws, "clips") for r in pq.read_table(p).to_pylist()}
     assert all(r["channel_roles"] == [f"ch{i}" for i in range(8)] for r in rows.values())
     rel = "valve_id06_n_00000048.wav"
@@ -198,11 +190,8 @@ def test_mimii_eight_channels_all_kept_and_equal_to_soundfile(tmp_path, realdata
         got = channel_waves(ws, f"ch{ch}", {cid})[cid]
         np.testing.assert_array_equal(np.rint(got * 32768).astype(np.int16), ref[:, ch])
     # without --channels all: channel 0 only, as before
-    ws2 = Workspace(tmp_path / "ws2").ensure()
-    cfg2 = IngestConfig()
-    plan = plan_ingest(ws2, [realdata / "mimii_valve_8ch"], None, cfg2)
-    for (ds, mt), cands in plan.groups.items():
-        ingest_group(ws2, ds, mt, cands, plan.roots[ds], cfg2)
+    ws2 = Workspace(tmp_path / "ws2")
+    ingest_roots(ws2, [realdata / "mimii_valve_8ch"], None, publish=False)
     assert not all_files(ws2, "audio_channels")
 
 
