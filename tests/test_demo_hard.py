@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from asd_core.demo import make_demo_data
-from asd_core.demo.generate import HARD_SECTIONS, _plan_machine, _render_clip
+from asd_core.demo.generate import HARD_SECTIONS, _plan_held_out, _plan_machine, _render_clip
+from asd_core.demo.machines import MACHINES
 from asd_core.storage.paths import all_files
 from tests.test_demo_two_channel import MONO_TREE_SHA256, SEED, TINY, _rms, _tree_hash
 
@@ -64,6 +65,26 @@ def test_machine_sound_is_the_standard_one_and_only_the_background_varies():
     assert gains.std() > 1.5 and gains.max() - gains.min() > 5
     # drawn alike for normal and anomalous clips: the level says nothing about the label
     assert abs(gains[anomalous].mean() - gains[~anomalous].mean()) < 1.5
+
+
+def test_hard_data_draws_only_anomalies_a_spectral_mean_cannot_see(trees):
+    """No valve leak (a broadband hiss every encoder finds) and no slider missing_events (masked by
+    the nuisance) in the hard data, dev and held-out alike; every other kind in turn; the standard
+    data keeps all of them."""
+    cell = 7  # anomalies per (section, domain): enough for every kind to come round
+    sizes = {hard: replace(TINY, test_per_cell=cell, held_out_test=cell, sections=3 if hard else 1, nuisance=hard)
+             for hard in (False, True)}
+    for machine, model in MACHINES.items():
+        for hard, size in sizes.items():
+            jobs = _plan_machine(Path("/unused"), machine, size, SEED) + _plan_held_out(Path("/unused"), machine, size,
+                                                                                      SEED, 0)
+            drawn = Counter(j.anomaly.kind for j in jobs if j.anomaly)
+            dropped = {"valve": {"leak"}, "slider": {"missing_events"}}.get(machine, set()) if hard else set()
+            assert set(drawn) == set(model.anomaly_kinds) - dropped, (machine, hard)
+            assert max(drawn.values()) - min(drawn.values()) <= 3 * size.sections, (machine, hard)  # in turn
+    written = {(line.split("/")[2], line.split(",")[1])
+               for line in (trees["hard"] / "anomalies.csv").read_text().splitlines()[1:]}
+    assert written and not written & {("valve", "leak"), ("slider", "missing_events")}
 
 
 def test_hard_tree_ingests_with_every_section(trees, tmp_path, ingest_tree):

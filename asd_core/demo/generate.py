@@ -67,7 +67,9 @@ class DemoSize:
     noise_per_class: int
     held_out_test: int = 30  # held-out domain: normal and anomalous test clips each, per section
     held_out_enroll: int = 10  # held-out domain: normal enrollment clips per section
-    nuisance: bool = False  # per-clip site nuisance (``difficulty="hard"``, asd_core.demo.nuisance)
+    # ``difficulty="hard"``: per-clip site nuisance (asd_core.demo.nuisance) and the hard anomaly
+    # kinds (machines.HARD_DROPPED)
+    nuisance: bool = False
 
 
 SIZES: dict[str, DemoSize] = {
@@ -117,7 +119,8 @@ def _plan_machine(out: Path, machine: str, size: DemoSize, seed: int) -> list[_J
                 attrs = attr_sets[int(rng.integers(len(attr_sets)))]
                 anomaly = None
                 if label == "anomaly":
-                    anomaly = Anomaly(model.anomaly_kinds[i % len(model.anomaly_kinds)], float(rng.uniform(0.15, 1.0)))
+                    kinds = model.kinds(hard=size.nuisance)
+                    anomaly = Anomaly(kinds[i % len(kinds)], float(rng.uniform(0.15, 1.0)))
                 name = f"section_{section:02d}_{domain}_{split}_{label}_{i:04d}_{_attr_suffix(attrs)}.wav"
                 jobs.append(_Job(folder / split / name, seed_parts, machine, section, domain, attrs, anomaly))
     return jobs
@@ -144,7 +147,8 @@ def _plan_held_out(out: Path, machine: str, size: DemoSize, seed: int, enroll: i
                 attrs = model.held_out_attributes[int(rng.integers(len(model.held_out_attributes)))]
                 anomaly = None
                 if label == "anomaly":
-                    anomaly = Anomaly(model.anomaly_kinds[i % len(model.anomaly_kinds)], float(rng.uniform(0.15, 1.0)))
+                    kinds = model.kinds(hard=size.nuisance)
+                    anomaly = Anomaly(kinds[i % len(kinds)], float(rng.uniform(0.15, 1.0)))
                 name = f"{'enroll' if split == 'enroll' else label}_{i:04d}.wav"
                 jobs.append(_Job(folder / name, seed_parts, machine, section, HELD_OUT, attrs, anomaly, split))
     return jobs
@@ -201,7 +205,8 @@ def make_demo_data(out: Path, seed: int = 0, size: str | DemoSize = "small", wor
     ``channels``: 1 (mono, DCASE 2023-style) or 2 (DCASE 2026-style near and far microphones,
     ``asd_core.demo.microphones``; each clip's far-microphone placement in ``out/microphones.csv``);
     ``difficulty``: ``standard`` or ``hard`` (at least three sections per machine type and per-clip
-    site nuisance, ``asd_core.demo.nuisance``; the machine sound stays the standard data's).
+    site nuisance, ``asd_core.demo.nuisance``; only anomalies a spectral mean cannot see,
+    ``machines.HARD_DROPPED``; the machine sound of every clip stays the standard data's).
     """
     if channels not in (1, 2):
         raise ValueError(f"channels must be 1 or 2, got {channels!r}")

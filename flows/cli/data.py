@@ -146,7 +146,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="standard (the default, unchanged): one section per machine type, one background per domain; "
                         "hard: three sections per machine type and, on every clip, site nuisance that says nothing "
                         "about the machine (background level -3..+6 dB, extra spectral tilt, in two clips of three an "
-                        "intermittent hum, impacts or bursts): data on which a trained encoder can beat a spectral one")
+                        "intermittent hum, impacts or bursts), and only anomalies a spectral mean cannot see (no valve "
+                        "leak, no slider missing_events): data on which a trained encoder can beat a spectral one")
     add_workspace(p, used=False)
     p.set_defaults(func=cmd_make_demo_data)
 
