@@ -1,7 +1,8 @@
-"""``asd make-demo-data --difficulty hard`` (issue 17 part 1): three sections per machine type and
-per-clip site nuisance on top of the standard data. The machine sound of every clip is the
-standard data's, only the background changes; the output is deterministic; ``standard`` (the
-default) writes the same bytes as before the option existed."""
+"""``asd make-demo-data --difficulty hard`` (issue 17 part 1): three sections per machine type,
+per-clip site nuisance on top of the standard renderer and only anomalies a spectral mean cannot
+see. A clip's machine sound is what the standard renderer makes of its attributes and anomaly, only
+the background changes; the output is deterministic; ``standard`` (the default) writes the same
+bytes as before the option existed."""
 
 from __future__ import annotations
 

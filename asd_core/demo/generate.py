@@ -206,7 +206,7 @@ def make_demo_data(out: Path, seed: int = 0, size: str | DemoSize = "small", wor
     ``asd_core.demo.microphones``; each clip's far-microphone placement in ``out/microphones.csv``);
     ``difficulty``: ``standard`` or ``hard`` (at least three sections per machine type and per-clip
     site nuisance, ``asd_core.demo.nuisance``; only anomalies a spectral mean cannot see,
-    ``machines.HARD_DROPPED``; the machine sound of every clip stays the standard data's).
+    ``machines.HARD_DROPPED``; the machine sound of every normal clip stays the standard data's).
     """
     if channels not in (1, 2):
         raise ValueError(f"channels must be 1 or 2, got {channels!r}")

@@ -5,8 +5,8 @@ spectral tilt of its background and in intermittent sounds of other sources (a h
 machine, impacts, a burst of air). None of it tells the machine's state, so a spectral distance
 is dominated by it while an encoder trained to tell operating conditions apart can learn to
 look past it: the property that makes training matter (issue 17 part 1). Normal and anomalous
-clips draw it from the same distribution, from a generator of their own, so every clip's machine
-sound is the one the ``standard`` data would hold.
+clips draw it from the same distribution, from a generator of their own, so a clip's machine sound
+is what the ``standard`` renderer makes of its attributes and anomaly.
 """
 
 from __future__ import annotations
