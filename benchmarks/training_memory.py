@@ -57,7 +57,7 @@ def _workspace(root: Path, clips: int, seconds: float) -> Path:
     from asd_core.demo.generate import DemoSize
     from asd_core.ingest import ingest_roots
 
-    data, ws = root / f"data-{clips}", Workspace(root / f"ws-{clips}").ensure()
+    data, ws = root / f"data-{clips}", Workspace(root / f"ws-{clips}")
     size = DemoSize(MACHINES, sections=1, source_train=clips, target_train=10, test_per_cell=1,
                     duration_s=seconds, noise_per_class=1, held_out_test=0, held_out_enroll=0)
     make_demo_data(data, seed=0, size=size)

@@ -29,27 +29,21 @@ sys.path.insert(0, str(REPO))
 REAL = REPO.parent / "shared" / "realdata" / "dcase2023_dev_mini" / "dev_data"
 
 
-def vectors(ws, encoder) -> dict[str, np.ndarray]:
-    """clip_id -> unit-norm embedding of every stored clip, embedded by the library (no Prefect)."""
-    import pyarrow.parquet as pq
-
+def vectors(ws, encoder) -> tuple[list[str], np.ndarray]:
+    """Clip ids and unit-norm float64 embeddings of every stored clip, embedded by the library (no Prefect)."""
     from asd_core.embedding.embed import embed_partition
+    from asd_core.storage.embeddings import read_vectors
     from asd_core.storage.paths import audio_partitions, embedding_files
 
     for mt, ds, path in audio_partitions(ws):
         embed_partition(ws, encoder, mt, ds, path)
-    out = {}
-    for path in embedding_files(ws, encoder.name, encoder.version):
-        t = pq.read_table(path, columns=["clip_id", "vector"])
-        for cid, vec in zip(t.column("clip_id").to_pylist(), t.column("vector").to_pylist()):
-            v = np.asarray(vec, np.float64)
-            out[cid] = v / max(np.linalg.norm(v), 1e-12)
-    return out
+    ids, x = read_vectors(embedding_files(ws, encoder.name, encoder.version))
+    x = x.astype(np.float64)
+    return ids, x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def figures(vecs: dict[str, np.ndarray], clips: dict[str, dict]) -> dict[str, float]:
-    ids = sorted(vecs)
-    x = np.stack([vecs[c] for c in ids])
+def figures(embedded: tuple[list[str], np.ndarray], clips: dict[str, dict]) -> dict[str, float]:
+    ids, x = embedded
     types = np.array([clips[c]["machine_type"] for c in ids])
     sim = x @ x.T
     np.fill_diagonal(sim, -np.inf)

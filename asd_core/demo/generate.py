@@ -45,7 +45,7 @@ import numpy as np
 import soundfile as sf
 
 from asd_core.config import PIPELINE_SAMPLE_RATE
-from asd_core.demo.machines import MACHINES, Anomaly, domain_background, section_params
+from asd_core.demo.machines import MACHINES, Anomaly, MachineModel, domain_background, section_params
 from asd_core.demo.microphones import FarMicrophone, MicPair, two_microphones
 from asd_core.demo.nuisance import nuisance
 from asd_core.demo.noise import NOISE_CLASSES, render_noise
@@ -102,6 +102,12 @@ def _attr_suffix(attrs: dict) -> str:
     return "_".join(f"{k}_{v}" for k, v in attrs.items())
 
 
+def _anomaly(model: MachineModel, size: DemoSize, i: int, rng: np.random.Generator) -> Anomaly:
+    """The i-th anomalous clip's kind (the kinds in turn) and severity, uniform in [0.15, 1]."""
+    kinds = model.kinds(hard=size.nuisance)
+    return Anomaly(kinds[i % len(kinds)], float(rng.uniform(0.15, 1.0)))
+
+
 def _plan_machine(out: Path, machine: str, size: DemoSize, seed: int) -> list[_Job]:
     model = MACHINES[machine]
     jobs: list[_Job] = []
@@ -117,10 +123,7 @@ def _plan_machine(out: Path, machine: str, size: DemoSize, seed: int) -> list[_J
                 seed_parts = (seed, _key(machine), section, _key(split, domain, label), i)
                 rng = np.random.default_rng(seed_parts)
                 attrs = attr_sets[int(rng.integers(len(attr_sets)))]
-                anomaly = None
-                if label == "anomaly":
-                    kinds = model.kinds(hard=size.nuisance)
-                    anomaly = Anomaly(kinds[i % len(kinds)], float(rng.uniform(0.15, 1.0)))
+                anomaly = _anomaly(model, size, i, rng) if label == "anomaly" else None
                 name = f"section_{section:02d}_{domain}_{split}_{label}_{i:04d}_{_attr_suffix(attrs)}.wav"
                 jobs.append(_Job(folder / split / name, seed_parts, machine, section, domain, attrs, anomaly))
     return jobs
@@ -145,10 +148,7 @@ def _plan_held_out(out: Path, machine: str, size: DemoSize, seed: int, enroll: i
                 seed_parts = (seed, _key(machine), section, _key(HELD_OUT, split, label), i)
                 rng = np.random.default_rng(seed_parts)
                 attrs = model.held_out_attributes[int(rng.integers(len(model.held_out_attributes)))]
-                anomaly = None
-                if label == "anomaly":
-                    kinds = model.kinds(hard=size.nuisance)
-                    anomaly = Anomaly(kinds[i % len(kinds)], float(rng.uniform(0.15, 1.0)))
+                anomaly = _anomaly(model, size, i, rng) if label == "anomaly" else None
                 name = f"{'enroll' if split == 'enroll' else label}_{i:04d}.wav"
                 jobs.append(_Job(folder / name, seed_parts, machine, section, HELD_OUT, attrs, anomaly, split))
     return jobs

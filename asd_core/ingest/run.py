@@ -28,7 +28,8 @@ class IngestRun:
 
 def ingest_roots(ws: Workspace, roots: list[Path], dataset_name: str | None = None, cfg: IngestConfig | None = None,
                  publish: bool = True) -> IngestRun:
-    """Ingest ``roots`` into ``ws`` (a dataset name defaults to each root's folder name). ``publish=False`` leaves DuckDB as it was (Parquet only), for timing the ingest alone."""
+    """Ingest ``roots`` into ``ws`` (a dataset name defaults to each root's folder name).
+    ``publish=False`` leaves DuckDB as it was (Parquet only), for timing the ingest alone."""
     cfg = cfg or IngestConfig()
     plan = plan_ingest(ws, [Path(r) for r in roots], dataset_name, cfg)  # checks every root first
     ws.ensure()
